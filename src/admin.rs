@@ -1,0 +1,72 @@
+//! The admin listener: `/healthz` for orchestrators and `/status` (JSON) with every pool's
+//! servers, their active health, passive ejection and pick counts.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+use crate::config::units::fmt_duration;
+use crate::upstream::Pool;
+
+pub struct Admin {
+    pub pools: Vec<Arc<Pool>>,
+}
+
+impl Admin {
+    pub fn status(&self) -> serde_json::Value {
+        let pools: Vec<serde_json::Value> = self
+            .pools
+            .iter()
+            .map(|p| {
+                let servers: Vec<serde_json::Value> = p
+                    .servers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        serde_json::json!({
+                            "address": s.addr.to_string(),
+                            "weight": p.config.servers[i].weight,
+                            "healthy": p.healthy(i),
+                            "ejected_ms": s.ejected_for_ms(),
+                            "consecutive_failures": s.consecutive_failures(),
+                            "picks": s.picks(),
+                        })
+                    })
+                    .collect();
+                serde_json::json!({
+                    "name": p.name(),
+                    "selection": format!("{:?}", p.config.selection),
+                    "health_check": p.config.health_check.as_ref().map(|h| serde_json::json!({
+                        "path": h.path, "interval": fmt_duration(h.interval), "rise": h.rise, "fall": h.fall,
+                    })),
+                    "servers": servers,
+                })
+            })
+            .collect();
+        serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "pools": pools })
+    }
+}
+
+fn reply(code: u16, content_type: &str, body: Vec<u8>) -> http::Response<Vec<u8>> {
+    let mut r = http::Response::new(body);
+    *r.status_mut() = http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(v) = http::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    let len = r.body().len();
+    r.headers_mut().insert(http::header::CONTENT_LENGTH, len.into());
+    r
+}
+
+#[async_trait]
+impl ServeHttp for Admin {
+    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        match session.req_header().uri.path() {
+            "/healthz" => reply(200, "text/plain", b"ok\n".to_vec()),
+            "/status" => reply(200, "application/json", self.status().to_string().into_bytes()),
+            _ => reply(404, "text/plain", b"not found; try /healthz or /status\n".to_vec()),
+        }
+    }
+}

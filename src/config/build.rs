@@ -1,0 +1,447 @@
+//! Walks the parsed YAML into [`Config`], checking every key and cross-reference.
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use pingora::server::configuration::ServerConf;
+use serde_yaml::{Mapping, Value};
+
+use super::reader::{self as r, join, Problems};
+use super::*;
+use crate::routing::{BasePath, Route};
+use crate::scim::{EndpointClass, Method};
+
+const TOP: &[&str] = &["server", "listeners", "admin", "tenancy", "upstreams", "routes"];
+const POOL: &[&str] = &[
+    "servers",
+    "selection",
+    "health_check",
+    "passive",
+    "timeouts",
+    "keepalive",
+    "retries",
+    "preserve_host",
+];
+const HEALTH: &[&str] = &["path", "interval", "timeout", "expect_status", "rise", "fall", "host"];
+const PASSIVE: &[&str] = &["max_fails", "eject_for", "count_5xx"];
+const TIMEOUTS: &[&str] = &["connect", "read", "write", "idle"];
+const ROUTE: &[&str] = &["name", "base_path", "classes", "methods", "upstream", "max_body"];
+
+/// nginx's `client_max_body_size` default, so a drop-in replacement behaves the same.
+pub const DEFAULT_MAX_BODY: u64 = 1 << 20;
+
+pub fn build(root: &Value) -> Result<Config, Problems> {
+    let mut p = Problems::default();
+    let empty = Mapping::new();
+    let top = match root {
+        Value::Null => &empty,
+        v => r::map(&mut p, "", v, TOP).unwrap_or(&empty),
+    };
+
+    let upstreams = upstreams(&mut p, top);
+    let server = server(&mut p, r::get(top, "server"), &upstreams);
+    let listeners = listeners(&mut p, top);
+    let admin = r::get(top, "admin").and_then(|v| {
+        let m = r::map(&mut p, "admin", v, &["address"])?;
+        let address = r::req(&mut p, m, "admin", "address", "give e.g. `127.0.0.1:9090`", socket)?;
+        Some(Admin {
+            address: address.to_string(),
+        })
+    });
+    let tenancy_v = r::get(top, "tenancy");
+    let routes = routes(&mut p, top, &upstreams);
+    let tenancy = tenancy(&mut p, tenancy_v, &routes);
+
+    if let (Some(a), true) = (&admin, !listeners.is_empty()) {
+        if listeners.iter().any(|l| l.address == a.address) {
+            p.add("admin.address", format!("{} is also a listener's address; give the admin listener its own port", a.address));
+        }
+    }
+
+    match (p.is_empty(), server) {
+        (true, Some(server)) => Ok(Config {
+            server,
+            listeners,
+            admin,
+            tenancy,
+            upstreams,
+            routes,
+        }),
+        _ => Err(p),
+    }
+}
+
+fn socket(p: &mut Problems, path: &str, v: &Value) -> Option<SocketAddr> {
+    let s = r::string(p, path, v)?;
+    s.parse::<SocketAddr>()
+        .map_err(|_| p.add(path, format!("`{s}` is not an IP:port address; write e.g. `127.0.0.1:8080` or `[::1]:8080`")))
+        .ok()
+}
+
+/// Upstream server addresses may be host names; they are resolved once, here, because
+/// resolving on the request path (or panicking in `HttpPeer::new`) is not an option.
+fn server_address(p: &mut Problems, path: &str, v: &Value) -> Option<SocketAddr> {
+    let s = r::string(p, path, v)?;
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Some(a);
+    }
+    if !s.contains(':') {
+        p.add(path, format!("`{s}` has no port; write `{s}:PORT`"));
+        return None;
+    }
+    match s.to_socket_addrs().map(|mut it| it.next()) {
+        Ok(Some(a)) => Some(a),
+        _ => {
+            p.add(path, format!("cannot resolve `{s}`; use an IP:port or a resolvable host:port"));
+            None
+        }
+    }
+}
+
+fn server(p: &mut Problems, v: Option<&Value>, pools: &[PoolConfig]) -> Option<ServerConf> {
+    // The allowed keys are ServerConf's own fields, read off its serialised default, so a typo
+    // in a Pingora setting is caught here even though Pingora itself would ignore it.
+    let allowed: Vec<String> = match serde_yaml::to_value(ServerConf::default()) {
+        Ok(Value::Mapping(m)) => m.keys().filter_map(|k| k.as_str().map(String::from)).collect(),
+        _ => Vec::new(),
+    };
+    let allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
+    let given = match v {
+        Some(v) => r::map(p, "server", v, &allowed)?.clone(),
+        None => Mapping::new(),
+    };
+    let mut conf: ServerConf = match serde_yaml::from_value(Value::Mapping(given.clone())) {
+        Ok(c) => c,
+        Err(e) => {
+            p.add("server", format!("{e}; see Pingora's ServerConf for each setting's type"));
+            return None;
+        }
+    };
+    if !given.contains_key("threads") {
+        // Pingora defaults to one thread per service; an edge proxy should use the machine.
+        conf.threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    }
+    if !given.contains_key("upstream_keepalive_pool_size") {
+        let wanted: usize = pools.iter().map(|u| u.keepalive * u.servers.len()).sum();
+        conf.upstream_keepalive_pool_size = conf.upstream_keepalive_pool_size.max(wanted);
+    }
+    if conf.threads == 0 {
+        p.add("server.threads", "must be at least 1");
+    }
+    if !given.contains_key("max_retries") {
+        let most = pools.iter().map(|u| u.retries + 1).max().unwrap_or(1);
+        conf.max_retries = most.max(1);
+    }
+    Some(conf)
+}
+
+fn listeners(p: &mut Problems, top: &Mapping) -> Vec<Listener> {
+    let mut out = Vec::new();
+    let Some(list) = r::req(p, top, "", "listeners", "add e.g. `listeners: [{name: main, address: \"0.0.0.0:8080\"}]`", r::list) else {
+        return out;
+    };
+    if list.is_empty() {
+        p.add("listeners", "empty; add at least one listener");
+    }
+    let mut seen = HashSet::new();
+    for (i, v) in list.iter().enumerate() {
+        let at = r::index("listeners", i);
+        let Some(m) = r::map(p, &at, v, &["name", "address"]) else { continue };
+        let name = r::opt(p, m, &at, "name", format!("listener{i}"), r::string);
+        if let Some(a) = r::req(p, m, &at, "address", "give e.g. `0.0.0.0:8080`", socket) {
+            if !seen.insert(a) {
+                p.add(&join(&at, "address"), format!("{a} is used by another listener"));
+            }
+            out.push(Listener {
+                name,
+                address: a.to_string(),
+            });
+        }
+    }
+    out
+}
+
+fn tenancy(p: &mut Problems, v: Option<&Value>, routes: &[Route]) -> Tenancy {
+    let templated = routes.iter().any(|r| r.base.has_tenant());
+    let Some(v) = v else {
+        return if templated { Tenancy::Path } else { Tenancy::None };
+    };
+    let Some(m) = r::map(p, "tenancy", v, &["source", "header"]) else {
+        return Tenancy::None;
+    };
+    let source = r::opt(p, m, "tenancy", "source", "path".to_string(), r::string);
+    let header = r::get(m, "header").and_then(|h| r::string(p, "tenancy.header", h));
+    match source.as_str() {
+        "none" => Tenancy::None,
+        "path" => {
+            if !templated {
+                p.add("tenancy.source", "`path` needs a `{tenant}` segment in some route's base_path, e.g. `/{tenant}/scim/v2`");
+            }
+            if header.is_some() {
+                p.add("tenancy.header", "only used with `source: header`; remove it or change source");
+            }
+            Tenancy::Path
+        }
+        "header" => {
+            if templated {
+                p.add("tenancy.source", "`header` conflicts with `{tenant}` in a route's base_path; use one tenant source");
+            }
+            match header {
+                Some(h) if http::HeaderName::from_bytes(h.as_bytes()).is_ok() => Tenancy::Header(h.to_ascii_lowercase()),
+                Some(h) => {
+                    p.add("tenancy.header", format!("`{h}` is not a valid header name"));
+                    Tenancy::None
+                }
+                None => {
+                    p.add("tenancy.header", "missing; name the header that carries the tenant, e.g. `X-Tenant-Id`");
+                    Tenancy::None
+                }
+            }
+        }
+        other => {
+            p.add("tenancy.source", format!("`{other}` is not a tenant source; use path, header or none"));
+            Tenancy::None
+        }
+    }
+}
+
+fn upstreams(p: &mut Problems, top: &Mapping) -> Vec<PoolConfig> {
+    let mut out = Vec::new();
+    let Some(v) = r::get(top, "upstreams") else {
+        p.add("upstreams", "missing; define at least one pool, e.g. `upstreams: {scim: {servers: [{address: \"127.0.0.1:8000\"}]}}`");
+        return out;
+    };
+    let Value::Mapping(pools) = v else {
+        p.add("upstreams", "expected a mapping of pool name → pool");
+        return out;
+    };
+    for (k, v) in pools {
+        let Some(name) = k.as_str() else {
+            p.add("upstreams", "pool names must be strings");
+            continue;
+        };
+        if let Some(pool) = pool(p, &join("upstreams", name), name, v) {
+            out.push(pool);
+        }
+    }
+    if pools.is_empty() {
+        p.add("upstreams", "empty; define at least one pool");
+    }
+    out
+}
+
+fn pool(p: &mut Problems, at: &str, name: &str, v: &Value) -> Option<PoolConfig> {
+    let m = r::map(p, at, v, POOL)?;
+    let servers = r::req(p, m, at, "servers", "list the pool's servers, e.g. `[{address: \"127.0.0.1:8000\"}]`", r::list)
+        .map(|list| servers(p, &join(at, "servers"), list))
+        .unwrap_or_default();
+    let selection = r::opt(p, m, at, "selection", Selection::RoundRobin, |p, path, v| {
+        match r::string(p, path, v)?.as_str() {
+            "round_robin" => Some(Selection::RoundRobin),
+            "consistent" => Some(Selection::Consistent),
+            other => {
+                p.add(path, format!("`{other}` is not a selection; use round_robin or consistent"));
+                None
+            }
+        }
+    });
+    let health_check = r::get(m, "health_check").and_then(|v| health(p, &join(at, "health_check"), v));
+    let passive = r::get(m, "passive")
+        .and_then(|v| passive(p, &join(at, "passive"), v))
+        .unwrap_or(Passive {
+            max_fails: 3,
+            eject_for: Duration::from_secs(10),
+            count_5xx: false,
+        });
+    let timeouts = timeouts(p, at, m);
+    let keepalive = r::opt(p, m, at, "keepalive", 32, |p, path, v| r::uint(p, path, v, 0, 65_536)) as usize;
+    let retries = r::opt(p, m, at, "retries", 2, |p, path, v| r::uint(p, path, v, 0, 16)) as usize;
+    let preserve_host = r::opt(p, m, at, "preserve_host", true, r::boolean);
+    // Returned even with no valid server, so routes naming this pool do not also fail.
+    Some(PoolConfig {
+        name: name.to_string(),
+        servers,
+        selection,
+        health_check,
+        passive,
+        timeouts,
+        keepalive,
+        retries,
+        preserve_host,
+    })
+}
+
+fn servers(p: &mut Problems, at: &str, list: &[Value]) -> Vec<ServerAddr> {
+    if list.is_empty() {
+        p.add(at, "empty; a pool needs at least one server");
+    }
+    let mut out: Vec<ServerAddr> = Vec::new();
+    for (i, v) in list.iter().enumerate() {
+        let sat = r::index(at, i);
+        let (address, weight) = match v {
+            // Shorthand: `- 127.0.0.1:8000`
+            Value::String(_) => (server_address(p, &sat, v), 1),
+            _ => {
+                let Some(m) = r::map(p, &sat, v, &["address", "weight"]) else { continue };
+                let a = r::req(p, m, &sat, "address", "give the server's `IP:port`", server_address);
+                let w = r::opt(p, m, &sat, "weight", 1, |p, path, v| r::uint(p, path, v, 1, 1000));
+                (a, w as usize)
+            }
+        };
+        if let Some(address) = address {
+            if out.iter().any(|s| s.address == address) {
+                p.add(&sat, format!("{address} is listed twice in this pool; raise its weight instead"));
+                continue;
+            }
+            out.push(ServerAddr { address, weight });
+        }
+    }
+    out
+}
+
+fn health(p: &mut Problems, at: &str, v: &Value) -> Option<HealthCheck> {
+    let m = r::map(p, at, v, HEALTH)?;
+    let path = r::req(p, m, at, "path", "give the probe path, e.g. `/scim/v2/ServiceProviderConfig`", r::string)?;
+    if !path.starts_with('/') {
+        p.add(&join(at, "path"), format!("`{path}` must start with `/`"));
+    }
+    let interval = r::opt(p, m, at, "interval", Duration::from_secs(5), r::duration);
+    let timeout = r::opt(p, m, at, "timeout", Duration::from_secs(2), r::duration);
+    if interval.is_zero() {
+        p.add(&join(at, "interval"), "must be more than 0");
+    }
+    if timeout.is_zero() {
+        p.add(&join(at, "timeout"), "must be more than 0");
+    }
+    let expect_status = r::opt(p, m, at, "expect_status", vec![200], |p, path, v| {
+        let list = r::list(p, path, v)?;
+        let codes: Vec<u16> = list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| r::uint(p, &r::index(path, i), c, 100, 599).map(|c| c as u16))
+            .collect();
+        if codes.is_empty() {
+            p.add(path, "list at least one status, e.g. `[200]`");
+        }
+        Some(codes)
+    });
+    let rise = r::opt(p, m, at, "rise", 2, |p, path, v| r::uint(p, path, v, 1, 100)) as usize;
+    let fall = r::opt(p, m, at, "fall", 2, |p, path, v| r::uint(p, path, v, 1, 100)) as usize;
+    let host = r::get(m, "host").and_then(|v| r::string(p, &join(at, "host"), v));
+    Some(HealthCheck {
+        path,
+        interval,
+        timeout,
+        expect_status,
+        rise,
+        fall,
+        host,
+    })
+}
+
+fn passive(p: &mut Problems, at: &str, v: &Value) -> Option<Passive> {
+    let m = r::map(p, at, v, PASSIVE)?;
+    Some(Passive {
+        max_fails: r::opt(p, m, at, "max_fails", 3, |p, path, v| r::uint(p, path, v, 0, 1000)) as u32,
+        eject_for: r::opt(p, m, at, "eject_for", Duration::from_secs(10), r::duration),
+        count_5xx: r::opt(p, m, at, "count_5xx", false, r::boolean),
+    })
+}
+
+fn timeouts(p: &mut Problems, at: &str, pool: &Mapping) -> Timeouts {
+    // read: under the 60 s after which Entra ID gives up and re-POSTs, so the IdP sees our 504
+    // rather than its own timeout.
+    let mut t = Timeouts {
+        connect: Duration::from_secs(2),
+        read: Duration::from_secs(55),
+        write: Duration::from_secs(30),
+        idle: Duration::from_secs(30),
+    };
+    let Some(v) = r::get(pool, "timeouts") else { return t };
+    let at = join(at, "timeouts");
+    let Some(m) = r::map(p, &at, v, TIMEOUTS) else { return t };
+    for (key, slot) in [
+        ("connect", &mut t.connect),
+        ("read", &mut t.read),
+        ("write", &mut t.write),
+        ("idle", &mut t.idle),
+    ] {
+        *slot = r::opt(p, m, &at, key, *slot, r::duration);
+        if slot.is_zero() && key != "idle" {
+            p.add(&join(&at, key), "must be more than 0");
+        }
+    }
+    t
+}
+
+fn routes(p: &mut Problems, top: &Mapping, pools: &[PoolConfig]) -> Vec<Route> {
+    let mut out = Vec::new();
+    let Some(list) = r::req(p, top, "", "routes", "add e.g. `routes: [{base_path: /scim/v2, upstream: scim}]`", r::list) else {
+        return out;
+    };
+    if list.is_empty() {
+        p.add("routes", "empty; add at least one route");
+    }
+    for (i, v) in list.iter().enumerate() {
+        let at = r::index("routes", i);
+        let Some(m) = r::map(p, &at, v, ROUTE) else { continue };
+        let name = r::opt(p, m, &at, "name", at.clone(), r::string);
+        let base = r::req(p, m, &at, "base_path", "give the SCIM base path, e.g. `/scim/v2` or `/{tenant}/scim/v2`", |p, path, v| {
+            let s = r::string(p, path, v)?;
+            BasePath::parse(&s).map_err(|e| p.add(path, e)).ok()
+        });
+        let classes = r::opt(p, m, &at, "classes", 0u16, |p, path, v| {
+            let list = r::list(p, path, v)?;
+            let mut bits = 0;
+            for (j, c) in list.iter().enumerate() {
+                let cat = r::index(path, j);
+                let Some(s) = r::string(p, &cat, c) else { continue };
+                match EndpointClass::parse(&s) {
+                    Some(c) => bits |= c.bit(),
+                    None => {
+                        let known: Vec<&str> = EndpointClass::ALL.iter().map(|c| c.as_str()).collect();
+                        p.add(&cat, format!("`{s}` is not an endpoint class; use one of {}", known.join(", ")));
+                    }
+                }
+            }
+            Some(bits)
+        });
+        let methods = r::opt(p, m, &at, "methods", 0u16, |p, path, v| {
+            let list = r::list(p, path, v)?;
+            let mut bits = 0;
+            for (j, mv) in list.iter().enumerate() {
+                let mat = r::index(path, j);
+                let Some(s) = r::string(p, &mat, mv) else { continue };
+                let up = s.to_ascii_uppercase();
+                if Method::NAMES.contains(&up.as_str()) {
+                    bits |= Method::parse(&up).bit();
+                } else {
+                    p.add(&mat, format!("`{s}` is not a method; use one of {}", Method::NAMES.join(", ")));
+                }
+            }
+            Some(bits)
+        });
+        let upstream = r::req(p, m, &at, "upstream", "name the pool from `upstreams` that serves this route", |p, path, v| {
+            let s = r::string(p, path, v)?;
+            let idx = pools.iter().position(|u| u.name == s);
+            if idx.is_none() {
+                let names: Vec<&str> = pools.iter().map(|u| u.name.as_str()).collect();
+                p.add(path, format!("no pool named `{s}` in upstreams (defined: {})", names.join(", ")));
+            }
+            idx
+        });
+        let max_body = r::opt(p, m, &at, "max_body", DEFAULT_MAX_BODY, r::size);
+        if let (Some(base), Some(upstream)) = (base, upstream) {
+            out.push(Route {
+                name,
+                base,
+                classes,
+                methods,
+                upstream,
+                max_body,
+            });
+        }
+    }
+    out
+}

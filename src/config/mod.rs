@@ -1,0 +1,143 @@
+//! The one YAML file → a validated runtime model, once. The request path never sees YAML.
+//!
+//! Pipeline: read file → expand `${ENV}` → parse YAML → [`build`] walks the tree, collecting
+//! every problem with its place in the file → [`Config`].
+
+mod build;
+pub mod reader;
+pub mod units;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use pingora::server::configuration::ServerConf;
+
+pub use reader::{Problem, Problems};
+
+use crate::routing::Route;
+
+/// A loaded, validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// Pingora's own settings, passed through from the `server` section.
+    pub server: ServerConf,
+    pub listeners: Vec<Listener>,
+    pub admin: Option<Admin>,
+    pub tenancy: Tenancy,
+    pub upstreams: Vec<PoolConfig>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub name: String,
+    pub address: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub address: String,
+}
+
+/// Where a request's tenant comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tenancy {
+    None,
+    /// The `{tenant}` segment of a route's base path.
+    Path,
+    /// A request header (lower-cased name).
+    Header(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    RoundRobin,
+    Consistent,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerAddr {
+    pub address: SocketAddr,
+    pub weight: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Statuses that count as healthy.
+    pub expect_status: Vec<u16>,
+    pub rise: usize,
+    pub fall: usize,
+    /// Host header for the probe; the server's address when unset.
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Passive {
+    /// Consecutive failures that eject a server; 0 turns passive ejection off.
+    pub max_fails: u32,
+    pub eject_for: Duration,
+    /// Whether 502/503/504 answers from the server count as failures (a 4xx never does).
+    pub count_5xx: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub read: Duration,
+    pub write: Duration,
+    pub idle: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub name: String,
+    pub servers: Vec<ServerAddr>,
+    pub selection: Selection,
+    pub health_check: Option<HealthCheck>,
+    pub passive: Passive,
+    pub timeouts: Timeouts,
+    /// Idle upstream connections kept for reuse; 0 closes each after use.
+    pub keepalive: usize,
+    /// Further servers tried after the first fails (within the rules of replay safety).
+    pub retries: usize,
+    /// Pass the client's Host header upstream (so `Location` URLs stay right).
+    pub preserve_host: bool,
+}
+
+/// Loads and validates a config file; on failure every problem is listed.
+pub fn load(path: &str) -> Result<Config, Problems> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let mut p = Problems::default();
+        p.add("", format!("cannot read config file {path}: {e}"));
+        p
+    })?;
+    from_str(&text)
+}
+
+/// Validates config text with the process environment for `${VAR}` references.
+pub fn from_str(text: &str) -> Result<Config, Problems> {
+    from_str_with_env(text, |k| std::env::var(k).ok())
+}
+
+pub fn from_str_with_env(
+    text: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Config, Problems> {
+    let expanded = reader::expand_env(text, env)?;
+    let value: serde_yaml::Value = serde_yaml::from_str(&expanded).map_err(|e| {
+        let mut p = Problems::default();
+        let at = e
+            .location()
+            .map(|l| format!("line {} column {}", l.line(), l.column()))
+            .unwrap_or_default();
+        p.add(&at, format!("YAML syntax error: {e}"));
+        p
+    })?;
+    build::build(&value)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,170 @@
+use super::*;
+
+const GOOD: &str = r#"
+server:
+  threads: 2
+  pid_file: /tmp/scimitar-test.pid
+  grace_period_seconds: 5
+listeners:
+  - name: main
+    address: 127.0.0.1:8080
+admin:
+  address: 127.0.0.1:9090
+upstreams:
+  scim:
+    selection: consistent
+    servers:
+      - address: 127.0.0.1:8001
+        weight: 2
+      - 127.0.0.1:8002
+    health_check:
+      path: /scim/v2/ServiceProviderConfig
+      interval: 2s
+      timeout: 500ms
+      expect_status: [200, 204]
+      rise: 2
+      fall: 3
+    passive: {max_fails: 5, eject_for: 30s, count_5xx: true}
+    timeouts: {connect: 1s, read: 20s, write: 10s, idle: 1m}
+    keepalive: 16
+    retries: 1
+routes:
+  - name: bulk
+    base_path: /{tenant}/scim/v2
+    classes: [bulk]
+    methods: [post]
+    upstream: scim
+    max_body: 2MiB
+  - base_path: /{tenant}/scim/v2
+    upstream: scim
+"#;
+
+fn problems(text: &str) -> Vec<String> {
+    match from_str_with_env(text, |_| None) {
+        Ok(_) => Vec::new(),
+        Err(p) => p.0.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+#[test]
+fn good_file_builds_the_runtime_model() {
+    let c = from_str_with_env(GOOD, |_| None).unwrap();
+    assert_eq!(c.server.threads, 2);
+    assert_eq!(c.server.grace_period_seconds, Some(5));
+    assert_eq!(c.server.max_retries, 2, "derived from the pool's retries");
+    assert_eq!(c.listeners[0].address, "127.0.0.1:8080");
+    assert_eq!(c.admin.unwrap().address, "127.0.0.1:9090");
+    assert_eq!(c.tenancy, Tenancy::Path, "implied by {{tenant}} in base paths");
+    let u = &c.upstreams[0];
+    assert_eq!(u.selection, Selection::Consistent);
+    assert_eq!(u.servers.len(), 2);
+    assert_eq!((u.servers[0].weight, u.servers[1].weight), (2, 1));
+    let hc = u.health_check.as_ref().unwrap();
+    assert_eq!(hc.timeout, Duration::from_millis(500));
+    assert_eq!(hc.expect_status, [200, 204]);
+    assert_eq!((hc.rise, hc.fall), (2, 3));
+    assert!(u.passive.count_5xx);
+    assert_eq!(u.timeouts.idle, Duration::from_secs(60));
+    assert_eq!(c.routes.len(), 2);
+    assert_eq!(c.routes[0].max_body, 2 << 20);
+    assert_eq!(c.routes[1].max_body, build::DEFAULT_MAX_BODY);
+    assert_eq!(c.routes[1].name, "routes[1]");
+}
+
+#[test]
+fn shipped_default_config_is_valid() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/scimitar.yaml")).unwrap();
+    if let Err(p) = from_str_with_env(&text, |_| None) {
+        panic!("conf/scimitar.yaml: {:?}", p.0);
+    }
+}
+
+#[test]
+fn every_problem_is_listed_with_its_place() {
+    let bad = r#"
+server:
+  thread: 4
+listeners:
+  - address: 8080
+upstreams:
+  scim:
+    selection: least_conn
+    servers:
+      - address: 127.0.0.1:8001
+      - address: nohost
+      - adress: 127.0.0.1:8003
+    health_check:
+      interval: 5
+    timeouts: {connect: 0s}
+routes:
+  - base_path: scim/v2
+    upstream: scim
+  - base_path: /scim/v2
+    classes: [users.read, users.delete]
+    methods: [GET, FETCH]
+    upstream: missing
+    max_body: 1TiB
+"#;
+    let got = problems(bad);
+    let want = [
+        "server.thread: unknown key; did you mean `threads`?",
+        "listeners[0].address: `8080` is not an IP:port address",
+        "upstreams.scim.selection: `least_conn` is not a selection; use round_robin or consistent",
+        "upstreams.scim.servers[1].address: `nohost` has no port",
+        "upstreams.scim.servers[2].adress: unknown key; did you mean `address`?",
+        "upstreams.scim.servers[2].address: missing",
+        "upstreams.scim.health_check.path: missing",
+        "upstreams.scim.timeouts.connect: must be more than 0",
+        "routes[0].base_path: `scim/v2` must start with `/`",
+        "routes[1].classes[1]: `users.delete` is not an endpoint class",
+        "routes[1].methods[1]: `FETCH` is not a method",
+        "routes[1].upstream: no pool named `missing` in upstreams (defined: scim)",
+        "routes[1].max_body: unknown size unit `TiB`",
+    ];
+    for w in want {
+        assert!(got.iter().any(|g| g.starts_with(w)), "missing problem {w:?} in {got:#?}");
+    }
+    assert_eq!(got.len(), want.len(), "{got:#?}");
+}
+
+#[test]
+fn missing_sections_are_named() {
+    let got = problems("{}");
+    assert!(got.iter().any(|g| g.starts_with("upstreams: missing")), "{got:?}");
+    assert!(got.iter().any(|g| g.starts_with("listeners: missing")), "{got:?}");
+    assert!(got.iter().any(|g| g.starts_with("routes: missing")), "{got:?}");
+    let got = problems("listeners: [");
+    assert!(got[0].contains("YAML syntax error"), "{got:?}");
+}
+
+#[test]
+fn env_references_are_expanded_before_parsing() {
+    let text = GOOD.replace("127.0.0.1:8080", "${LISTEN:-127.0.0.1:8081}").replace("threads: 2", "threads: ${THREADS}");
+    let c = from_str_with_env(&text, |k| (k == "THREADS").then(|| "3".to_string())).unwrap();
+    assert_eq!(c.server.threads, 3);
+    assert_eq!(c.listeners[0].address, "127.0.0.1:8081");
+    let err = from_str_with_env(&text, |_| None).unwrap_err();
+    assert!(err.0[0].to_string().contains("THREADS is not set"));
+}
+
+#[test]
+fn tenancy_sources_are_checked_against_routes() {
+    let plain = GOOD.replace("/{tenant}/scim/v2", "/scim/v2");
+    let header = format!("{plain}tenancy: {{source: header, header: X-Tenant-Id}}\n");
+    assert_eq!(from_str_with_env(&header, |_| None).unwrap().tenancy, Tenancy::Header("x-tenant-id".into()));
+    let got = problems(&format!("{plain}tenancy: {{source: path}}\n"));
+    assert!(got[0].starts_with("tenancy.source: `path` needs a `{tenant}` segment"), "{got:?}");
+    let got = problems(&format!("{GOOD}tenancy: {{source: header}}\n"));
+    assert!(got.iter().any(|g| g.starts_with("tenancy.header: missing")), "{got:?}");
+    assert!(got.iter().any(|g| g.contains("conflicts with `{tenant}`")), "{got:?}");
+}
+
+#[test]
+fn duplicate_addresses_are_rejected() {
+    let text = GOOD.replace("- 127.0.0.1:8002", "- 127.0.0.1:8001");
+    let got = problems(&text);
+    assert!(got[0].starts_with("upstreams.scim.servers[1]: 127.0.0.1:8001 is listed twice"), "{got:?}");
+    let text = GOOD.replace("address: 127.0.0.1:9090", "address: 127.0.0.1:8080");
+    let got = problems(&text);
+    assert!(got[0].starts_with("admin.address: 127.0.0.1:8080 is also a listener"), "{got:?}");
+}

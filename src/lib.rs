@@ -1,0 +1,23 @@
+//! scimitar: a SCIM-aware edge proxy and load balancer on Pingora.
+//!
+//! It sits in front of a pool of SCIM 2.0 servers (RFC 7643/7644), classifies every request
+//! by tenant, endpoint and operation, routes it to an upstream pool, and never replays a
+//! request that could create a duplicate user.
+//!
+//! # Layout
+//! - [`config`]: the YAML file → validated runtime model (`-t` lists every problem).
+//! - [`scim`]: protocol knowledge — path normalisation, classification, SCIM error bodies.
+//! - [`routing`]: base-path templates and first-match routes → pool.
+//! - [`upstream`]: pools, selection (round robin / Ketama), active and passive health.
+//! - [`proxy`]: the thin Pingora `ProxyHttp` glue and its pure policies (retries, errors).
+//! - [`admin`]: `/healthz` and `/status` on the admin listener.
+//! - [`app`]: wires services together and boots Pingora; `main.rs` is the CLI.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod app;
+pub mod config;
+pub mod proxy;
+pub mod routing;
+pub mod scim;
+pub mod upstream;

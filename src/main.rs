@@ -1,0 +1,34 @@
+//! `scimitar [-c FILE] [-t] [-d] [-u]`: the flags keep Pingora's (and nginx's) meaning.
+
+use std::process::ExitCode;
+
+use pingora::server::configuration::Opt;
+
+const DEFAULT_CONF: &str = "conf/scimitar.yaml";
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let opt = Opt::parse_args();
+    let path = opt.conf.clone().unwrap_or_else(|| DEFAULT_CONF.to_string());
+    // Validate before Pingora boots: Pingora's own `-t` only checks its own settings.
+    let cfg = match scimitar::config::load(&path) {
+        Ok(cfg) => cfg,
+        Err(problems) => {
+            eprintln!("scimitar: configuration file {path} has {} problem(s):", problems.0.len());
+            for p in &problems.0 {
+                eprintln!("  {p}");
+            }
+            eprintln!("scimitar: configuration file {path} test failed");
+            return ExitCode::from(1);
+        }
+    };
+    if opt.test {
+        println!("scimitar: configuration file {path} test is successful");
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = scimitar::app::run(opt, cfg) {
+        eprintln!("scimitar: {e}");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,344 @@
+//! The Pingora `ProxyHttp` glue. Each hook asks a pure function (routing, classification,
+//! [`policy`], the pool) and applies the answer; no decisions are made here.
+
+pub mod policy;
+pub mod request_id;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::HeaderValue;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType, Result};
+
+use crate::config::Tenancy;
+use crate::routing::{NoRoute, RouteMatch, Router};
+use crate::scim::error::{default_detail, ScimError};
+use crate::scim::path::{needs_normalizing, normalize};
+use crate::scim::Method;
+use crate::upstream::{bit, NoServer, Pick, Pool};
+
+/// Everything the proxy needs at request time, built once from the config.
+pub struct Scimitar {
+    pub router: Router,
+    pub pools: Vec<Arc<Pool>>,
+    pub tenancy: Tenancy,
+}
+
+/// Per-request state.
+pub struct Ctx {
+    pub start: Instant,
+    pub route: Option<RouteMatch>,
+    /// The rewritten path when the client's needed normalising (`//`, `.`, `..`).
+    pub norm_path: Option<String>,
+    pub request_id: Option<HeaderValue>,
+    pub pick: Option<Pick>,
+    /// Servers already tried for this request (bitmask of pool indices).
+    pub tried: u64,
+    pub attempts: usize,
+    /// A specific answer for `fail_to_proxy` (status, detail, Retry-After).
+    pub error: Option<ScimError>,
+    pub body_bytes: u64,
+}
+
+fn path<'a>(session: &'a Session, ctx: &'a Ctx) -> &'a str {
+    ctx.norm_path
+        .as_deref()
+        .unwrap_or_else(|| session.req_header().uri.path())
+}
+
+/// Writes a SCIM error answer from a request filter. The connection stays open only when no
+/// unread request body could be left on it.
+pub async fn respond(session: &mut Session, err: &ScimError) -> Result<()> {
+    let body = err.body();
+    let header = err.header(body.len())?;
+    let has_body = session.req_header().headers.contains_key("content-length")
+        || session.req_header().headers.contains_key("transfer-encoding");
+    if has_body {
+        session.set_keepalive(None);
+    }
+    session.write_response_header(Box::new(header), false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
+impl Scimitar {
+    fn pool(&self, ctx: &Ctx) -> Option<&Pool> {
+        let route = ctx.route.as_ref()?;
+        let r = self.router.routes.get(route.route)?;
+        self.pools.get(r.upstream).map(|p| p.as_ref())
+    }
+
+    fn tenant<'a>(&self, session: &'a Session, ctx: &'a Ctx) -> Option<&'a [u8]> {
+        match &self.tenancy {
+            Tenancy::None => None,
+            Tenancy::Path => {
+                let span = ctx.route.as_ref()?.tenant?;
+                Some(span.of(path(session, ctx)).as_bytes())
+            }
+            Tenancy::Header(h) => session.req_header().headers.get(h.as_str()).map(|v| v.as_bytes()),
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Scimitar {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            start: Instant::now(),
+            route: None,
+            norm_path: None,
+            request_id: None,
+            pick: None,
+            tried: 0,
+            attempts: 0,
+            error: None,
+            body_bytes: 0,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let req = session.req_header();
+        let method = Method::parse(req.method.as_str());
+        let raw = req.uri.path();
+        if needs_normalizing(raw) {
+            ctx.norm_path = Some(normalize(raw));
+        }
+        let id = req
+            .headers
+            .get("x-request-id")
+            .filter(|v| request_id::acceptable(v.as_bytes()))
+            .cloned();
+        ctx.request_id = Some(match id {
+            Some(v) => v,
+            None => HeaderValue::from_bytes(&request_id::generate()).map_err(|e| Error::because(ErrorType::InternalError, "request id", e))?,
+        });
+
+        let found = self.router.find(method, path(session, ctx));
+        let m = match found {
+            Ok(m) => m,
+            Err(why) => {
+                let detail = match why {
+                    NoRoute::NotScim => "no SCIM endpoint at this path",
+                    NoRoute::Filtered => "no route accepts this method and endpoint",
+                };
+                respond(session, &ScimError::new(404, detail)).await?;
+                return Ok(true);
+            }
+        };
+        ctx.route = Some(m);
+        let max_body = self.router.routes.get(m.route).map_or(u64::MAX, |r| r.max_body);
+        let declared = session
+            .req_header()
+            .headers
+            .get("content-length")
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max_body) {
+            let e = ScimError::new(413, format!("request body exceeds this endpoint's limit of {max_body} bytes"));
+            respond(session, &e).await?;
+            return Ok(true);
+        }
+        if m.view.op.replay_safe() {
+            // Keep the body so a PUT or .search can go to another server after a failure.
+            session.enable_retry_buffering();
+        }
+        Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // Chunked bodies have no Content-Length to check up front; stop forwarding once over.
+        if let Some(b) = body {
+            ctx.body_bytes += b.len() as u64;
+            let max = ctx
+                .route
+                .and_then(|m| self.router.routes.get(m.route))
+                .map_or(u64::MAX, |r| r.max_body);
+            if ctx.body_bytes > max {
+                ctx.error = Some(ScimError::new(413, format!("request body exceeds this endpoint's limit of {max} bytes")));
+                return Error::e_explain(ErrorType::HTTPStatus(413), "request body too large");
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let Some(pool) = self.pool(ctx) else {
+            return Error::e_explain(ErrorType::InternalError, "no route in context");
+        };
+        let mut buf = [0u8; 16];
+        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let auth = session.req_header().headers.get("authorization").map(|v| v.as_bytes());
+        let key = policy::hash_key(self.tenant(session, ctx), auth, client, &mut buf);
+        match pool.select(key, ctx.tried) {
+            Ok(pick) => {
+                ctx.attempts += 1;
+                ctx.tried |= bit(pick.index);
+                ctx.pick = Some(pick);
+                Ok(pool.peer(pick))
+            }
+            Err(NoServer::NoneHealthy) if ctx.attempts > 0 => {
+                ctx.error = Some(ScimError::new(502, format!("no server of upstream `{}` could take the request ({} tried)", pool.name(), ctx.attempts)));
+                Error::e_explain(ErrorType::HTTPStatus(502), "all servers tried")
+            }
+            Err(NoServer::NoneHealthy) => {
+                let e = ScimError::new(503, format!("upstream `{}` has no healthy server", pool.name())).retry_after(pool.retry_after_secs());
+                ctx.error = Some(e);
+                Error::e_explain(ErrorType::HTTPStatus(503), "no healthy server")
+            }
+        }
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        up: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(p) = &ctx.norm_path {
+            let target = match session.req_header().uri.query() {
+                Some(q) => format!("{p}?{q}"),
+                None => p.clone(),
+            };
+            up.set_uri(target.parse().map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "normalised path", e))?);
+        }
+        if let Some(ip) = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()) {
+            let xff = match up.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+                Some(prev) => format!("{prev}, {ip}"),
+                None => ip.to_string(),
+            };
+            up.insert_header("x-forwarded-for", xff)?;
+        }
+        up.insert_header("x-forwarded-proto", "http")?;
+        if let Some(host) = session.req_header().headers.get("host").cloned() {
+            up.insert_header("x-forwarded-host", host)?;
+        }
+        if let Some(id) = &ctx.request_id {
+            up.insert_header("x-request-id", id.clone())?;
+        }
+        if let (Some(pool), Some(pick)) = (self.pool(ctx), ctx.pick) {
+            if !pool.config.preserve_host {
+                up.insert_header("host", pick.addr.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let (Some(pool), Some(pick)) = (self.pool(ctx), ctx.pick) {
+            if policy::counts_as_failure(resp.status.as_u16(), pool.config.passive.count_5xx) {
+                pool.failure(pick.index);
+            } else {
+                pool.success(pick.index);
+            }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        if let Some(id) = &ctx.request_id {
+            resp.insert_header("x-request-id", id.clone())?;
+        }
+        Ok(())
+    }
+
+    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+        if let (Some(pool), Some(pick)) = (self.pool(ctx), ctx.pick) {
+            pool.failure(pick.index);
+            e.set_retry(policy::retry_after_connect_failure(ctx.attempts, pool.config.retries));
+        }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("peer: {peer}"));
+        let Some(pool) = self.pool(ctx) else {
+            e.set_retry(false);
+            return e;
+        };
+        if ctx.error.is_none() && policy::is_server_failure(e.etype(), e.esource()) {
+            if let Some(pick) = ctx.pick {
+                pool.failure(pick.index);
+            }
+        }
+        let op = ctx.route.map(|m| m.view.op).unwrap_or(crate::scim::Operation::Other);
+        let truncated = session.as_ref().retry_buffer_truncated();
+        let retry = ctx.error.is_none()
+            && *e.esource() == pingora::ErrorSource::Upstream
+            && policy::retry_after_send(op, truncated, ctx.attempts, pool.config.retries);
+        e.set_retry(retry);
+        e
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let err = match ctx.error.take() {
+            Some(err) => err,
+            None => {
+                let code = policy::status_for(e.etype(), e.esource());
+                ScimError::new(code, default_detail(code))
+            }
+        };
+        let code = err.status;
+        if code > 0 && session.response_written().is_none() {
+            let body = err.body();
+            match err.header(body.len()) {
+                Ok(mut h) => {
+                    if let Some(id) = &ctx.request_id {
+                        let _ = h.insert_header("x-request-id", id.clone());
+                    }
+                    if let Err(we) = session.as_downstream_mut().write_error_response(h, body).await {
+                        log::debug!("could not send error response: {we}");
+                    }
+                }
+                Err(he) => log::error!("could not build error response: {he}"),
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        if log::log_enabled!(target: "scimitar::access", log::Level::Debug) {
+            let status = session.response_written().map_or(0, |r| r.status.as_u16());
+            let (class, op) = ctx.route.map_or(("-", "-"), |m| (m.view.class.as_str(), m.view.op.as_str()));
+            log::debug!(
+                target: "scimitar::access",
+                "{} {} {} class={} op={} upstream={} attempts={} {}ms{}",
+                session.req_header().method,
+                session.req_header().uri,
+                status,
+                class,
+                op,
+                ctx.pick.map(|p| p.addr.to_string()).unwrap_or_else(|| "-".into()),
+                ctx.attempts,
+                ctx.start.elapsed().as_millis(),
+                e.map(|e| format!(" error={e}")).unwrap_or_default()
+            );
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Pure decisions the proxy glue asks for: may this request be retried, which status does an
+//! error become, what key does consistent hashing use. No sockets, so all unit-tested.
+
+use std::net::IpAddr;
+
+use pingora::{ErrorSource, ErrorType};
+
+use crate::scim::Operation;
+
+/// After a connect failure nothing reached the upstream, so any method may go elsewhere.
+pub fn retry_after_connect_failure(attempts: usize, retries: usize) -> bool {
+    attempts <= retries
+}
+
+/// After the request may have reached the upstream, only replay-safe operations go again —
+/// never a POST create, PATCH or Bulk (a replay creates duplicate users) — and only while
+/// the whole body is still buffered.
+pub fn retry_after_send(op: Operation, body_truncated: bool, attempts: usize, retries: usize) -> bool {
+    op.replay_safe() && !body_truncated && attempts <= retries
+}
+
+/// Whether an upstream error says something about the server's health (and so counts toward
+/// passive ejection). Errors caused by the client, or by the proxy's own filters, do not.
+pub fn is_server_failure(etype: &ErrorType, source: &ErrorSource) -> bool {
+    use ErrorType::*;
+    *source == ErrorSource::Upstream
+        && matches!(
+            etype,
+            ConnectTimedout
+                | ConnectRefused
+                | ConnectNoRoute
+                | ConnectError
+                | TLSHandshakeFailure
+                | ReadTimedout
+                | WriteTimedout
+                | ReadError
+                | WriteError
+                | ConnectionClosed
+                | InvalidHTTPHeader
+                | H1Error
+                | H2Error
+        )
+}
+
+/// The status the client gets for a proxying error; 0 means the client is gone.
+pub fn status_for(etype: &ErrorType, source: &ErrorSource) -> u16 {
+    use ErrorType::*;
+    match etype {
+        HTTPStatus(code) => *code,
+        ConnectTimedout | ReadTimedout | WriteTimedout if *source == ErrorSource::Upstream => 504,
+        _ => match source {
+            ErrorSource::Upstream => 502,
+            ErrorSource::Downstream => match etype {
+                WriteError | ReadError | ConnectionClosed => 0,
+                _ => 400,
+            },
+            ErrorSource::Internal | ErrorSource::Unset => 500,
+        },
+    }
+}
+
+/// Whether a response status from the upstream counts as a server failure.
+pub fn counts_as_failure(status: u16, count_5xx: bool) -> bool {
+    count_5xx && matches!(status, 502..=504)
+}
+
+/// The consistent-hashing key: the tenant when there is one, else the credential, else the
+/// client address. Affinity policies (issue: session affinity) refine this.
+pub fn hash_key<'a>(
+    tenant: Option<&'a [u8]>,
+    authorization: Option<&'a [u8]>,
+    client: Option<IpAddr>,
+    buf: &'a mut [u8; 16],
+) -> &'a [u8] {
+    if let Some(t) = tenant.filter(|t| !t.is_empty()) {
+        return t;
+    }
+    if let Some(a) = authorization.filter(|a| !a.is_empty()) {
+        return a;
+    }
+    match client {
+        Some(IpAddr::V4(v4)) => {
+            buf[..4].copy_from_slice(&v4.octets());
+            &buf[..4]
+        }
+        Some(IpAddr::V6(v6)) => {
+            *buf = v6.octets();
+            &buf[..]
+        }
+        None => &[],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scim::Operation as O;
+
+    #[test]
+    fn non_idempotent_operations_are_never_replayed() {
+        for op in [O::Create, O::Patch, O::Bulk, O::Other] {
+            assert!(!retry_after_send(op, false, 1, 5), "{op:?}");
+        }
+        for op in [O::List, O::Get, O::Search, O::Discovery, O::Replace, O::Delete] {
+            assert!(retry_after_send(op, false, 1, 5), "{op:?}");
+            assert!(!retry_after_send(op, true, 1, 5), "{op:?} with a truncated body buffer");
+            assert!(!retry_after_send(op, false, 3, 2), "{op:?} past the retry budget");
+        }
+    }
+
+    #[test]
+    fn connect_failures_retry_within_budget() {
+        assert!(retry_after_connect_failure(1, 2));
+        assert!(retry_after_connect_failure(2, 2));
+        assert!(!retry_after_connect_failure(3, 2));
+        assert!(!retry_after_connect_failure(1, 0));
+    }
+
+    #[test]
+    fn error_statuses() {
+        use ErrorSource::*;
+        use ErrorType::*;
+        assert_eq!(status_for(&ConnectRefused, &Upstream), 502);
+        assert_eq!(status_for(&ConnectTimedout, &Upstream), 504);
+        assert_eq!(status_for(&ReadTimedout, &Upstream), 504);
+        assert_eq!(status_for(&ConnectionClosed, &Upstream), 502);
+        assert_eq!(status_for(&HTTPStatus(413), &Internal), 413);
+        assert_eq!(status_for(&ConnectionClosed, &Downstream), 0);
+        assert_eq!(status_for(&InvalidHTTPHeader, &Downstream), 400);
+        assert_eq!(status_for(&InternalError, &Internal), 500);
+    }
+
+    #[test]
+    fn only_upstream_transport_errors_count_against_a_server() {
+        assert!(is_server_failure(&ErrorType::ConnectRefused, &ErrorSource::Upstream));
+        assert!(is_server_failure(&ErrorType::ReadTimedout, &ErrorSource::Upstream));
+        assert!(!is_server_failure(&ErrorType::ReadError, &ErrorSource::Downstream));
+        assert!(!is_server_failure(&ErrorType::HTTPStatus(404), &ErrorSource::Upstream));
+        assert!(!counts_as_failure(404, true), "a 4xx never counts");
+        assert!(!counts_as_failure(500, true));
+        assert!(counts_as_failure(503, true));
+        assert!(!counts_as_failure(503, false));
+    }
+
+    #[test]
+    fn hash_key_prefers_tenant_then_token_then_ip() {
+        let mut buf = [0u8; 16];
+        assert_eq!(hash_key(Some(b"acme"), Some(b"Bearer x"), None, &mut buf), b"acme");
+        let mut buf = [0u8; 16];
+        assert_eq!(hash_key(None, Some(b"Bearer x"), None, &mut buf), b"Bearer x");
+        let mut buf = [0u8; 16];
+        let ip = "10.1.2.3".parse().ok();
+        assert_eq!(hash_key(Some(b""), None, ip, &mut buf), &[10, 1, 2, 3]);
+    }
+}

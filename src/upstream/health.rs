@@ -1,0 +1,104 @@
+//! Active HTTP health checks: Pingora's `HttpHealthCheck` configured from YAML (path, timeout,
+//! expected statuses, rise/fall), run by one background service for all pools.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::http::RequestHeader;
+use pingora::lb::health_check::{HealthObserve, HttpHealthCheck};
+use pingora::lb::selection::{BackendIter, BackendSelection};
+use pingora::lb::{Backend, LoadBalancer};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use pingora::{Error, ErrorType};
+
+use super::Pool;
+use crate::config::{HealthCheck, PoolConfig};
+
+/// Builds the checker for one pool. `None` when the pool has no `health_check`.
+pub fn checker(pool: &PoolConfig) -> Option<HttpHealthCheck> {
+    let cfg: &HealthCheck = pool.health_check.as_ref()?;
+    let host = cfg.host.clone().unwrap_or_else(|| "localhost".to_string());
+    let mut hc = HttpHealthCheck::new(&host, false);
+    let mut req = RequestHeader::build("GET", cfg.path.as_bytes(), None).ok()?;
+    req.insert_header("host", &host).ok()?;
+    req.insert_header("user-agent", "scimitar-health-check").ok()?;
+    hc.req = req;
+    hc.consecutive_success = cfg.rise;
+    hc.consecutive_failure = cfg.fall;
+    hc.peer_template.options.connection_timeout = Some(cfg.timeout);
+    hc.peer_template.options.total_connection_timeout = Some(cfg.timeout);
+    hc.peer_template.options.read_timeout = Some(cfg.timeout);
+    hc.peer_template.options.write_timeout = Some(cfg.timeout);
+    let expect = cfg.expect_status.clone();
+    hc.validator = Some(Box::new(move |resp| {
+        let code = resp.status.as_u16();
+        if expect.contains(&code) {
+            Ok(())
+        } else {
+            Error::e_explain(
+                ErrorType::CustomCode("unexpected health check status", code),
+                "status not in expect_status",
+            )
+        }
+    }));
+    hc.health_changed_callback = Some(Box::new(LogChanges {
+        pool: pool.name.clone(),
+    }));
+    Some(hc)
+}
+
+pub fn attach<S>(lb: &mut LoadBalancer<S>, pool: &PoolConfig)
+where
+    S: BackendSelection + 'static,
+    S::Iter: BackendIter,
+{
+    if let Some(hc) = checker(pool) {
+        lb.set_health_check(Box::new(hc));
+    }
+}
+
+struct LogChanges {
+    pool: String,
+}
+
+#[async_trait]
+impl HealthObserve for LogChanges {
+    async fn observe(&self, target: &Backend, healthy: bool) {
+        if healthy {
+            log::warn!("upstream {}: server {} is healthy again", self.pool, target.addr);
+        } else {
+            log::warn!("upstream {}: server {} failed its health check and left rotation", self.pool, target.addr);
+        }
+    }
+}
+
+/// Runs every pool's health checks on its own interval until shutdown.
+pub struct HealthService {
+    pub pools: Vec<Arc<Pool>>,
+}
+
+#[async_trait]
+impl BackgroundService for HealthService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tasks = Vec::new();
+        for pool in &self.pools {
+            let Some(hc) = pool.config.health_check.as_ref() else { continue };
+            let pool = pool.clone();
+            let every: Duration = hc.interval;
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    pool.balancer.run_health_check().await;
+                }
+            }));
+        }
+        let _ = shutdown.changed().await;
+        for t in tasks {
+            t.abort();
+        }
+    }
+}

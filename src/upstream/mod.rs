@@ -1,0 +1,227 @@
+//! Upstream pools: server selection (weighted round robin or Ketama), active HTTP health checks
+//! from pingora-load-balancing, and passive ejection after consecutive failures.
+//!
+//! A [`Pool`] is built once from [`crate::config::PoolConfig`]. Per-server state lives in a
+//! plain `Vec` indexed by position (no lock, no map lookup on the hot path beyond a short scan).
+
+mod health;
+mod passive;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use pingora::lb::selection::{Consistent, RoundRobin};
+use pingora::lb::{discovery, Backend, Backends, LoadBalancer};
+use pingora::upstreams::peer::HttpPeer;
+
+use crate::config::{PoolConfig, Selection};
+pub use health::HealthService;
+pub use passive::ServerState;
+
+/// The selection algorithms, chosen per pool from YAML.
+pub enum Balancer {
+    RoundRobin(Arc<LoadBalancer<RoundRobin>>),
+    Consistent(Arc<LoadBalancer<Consistent>>),
+}
+
+impl Balancer {
+    fn select_with(&self, key: &[u8], max: usize, accept: impl Fn(&Backend, bool) -> bool) -> Option<Backend> {
+        match self {
+            Balancer::RoundRobin(lb) => lb.select_with(key, max, accept),
+            Balancer::Consistent(lb) => lb.select_with(key, max, accept),
+        }
+    }
+
+    async fn run_health_check(&self) {
+        match self {
+            Balancer::RoundRobin(lb) => lb.backends().run_health_check(true).await,
+            Balancer::Consistent(lb) => lb.backends().run_health_check(true).await,
+        }
+    }
+
+    fn ready(&self, b: &Backend) -> bool {
+        match self {
+            Balancer::RoundRobin(lb) => lb.backends().ready(b),
+            Balancer::Consistent(lb) => lb.backends().ready(b),
+        }
+    }
+}
+
+/// Why a pool could not give a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoServer {
+    /// Every server is failing its health check (or was already tried for this request).
+    NoneHealthy,
+}
+
+/// One selection: which server (by index) to send to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pick {
+    pub index: usize,
+    pub addr: SocketAddr,
+}
+
+pub struct Pool {
+    pub config: PoolConfig,
+    pub balancer: Balancer,
+    pub servers: Vec<ServerState>,
+    /// Peer settings shared by every server of the pool; only the address differs.
+    template: HttpPeer,
+    max_iterations: usize,
+}
+
+/// The backends of a pool, as pingora-load-balancing wants them.
+pub fn backends(cfg: &PoolConfig) -> Backends {
+    let set: BTreeSet<Backend> = cfg
+        .servers
+        .iter()
+        .map(|s| {
+            let mut b = Backend::new_with_weight("0.0.0.0:0", s.weight).unwrap_or_else(|_| unreachable_backend());
+            b.addr = pingora::protocols::l4::socket::SocketAddr::Inet(s.address);
+            b
+        })
+        .collect();
+    Backends::new(discovery::Static::new(set))
+}
+
+// `Backend::new_with_weight("0.0.0.0:0")` only parses a literal; this keeps the no-panic rule
+// without an `unwrap` should that ever change.
+fn unreachable_backend() -> Backend {
+    Backend {
+        addr: pingora::protocols::l4::socket::SocketAddr::Inet(SocketAddr::from(([0, 0, 0, 0], 0))),
+        weight: 1,
+        ext: Default::default(),
+    }
+}
+
+impl Pool {
+    /// Builds the pool around an already-constructed balancer (see [`crate::app`], which also
+    /// hands the balancer to Pingora's background service for health checking).
+    pub fn new(config: PoolConfig, balancer: Balancer) -> Self {
+        let servers = config.servers.iter().map(|s| ServerState::new(s.address)).collect();
+        let mut template = HttpPeer::new(SocketAddr::from(([127, 0, 0, 1], 0)), false, String::new());
+        let t = &config.timeouts;
+        template.options.connection_timeout = Some(t.connect);
+        template.options.total_connection_timeout = Some(t.connect);
+        template.options.read_timeout = Some(t.read);
+        template.options.write_timeout = Some(t.write);
+        // keepalive 0 → do not pool the connection at all.
+        template.options.idle_timeout = Some(if config.keepalive == 0 { std::time::Duration::ZERO } else { t.idle });
+        let max_iterations = config.servers.len() * 2 + 8;
+        Pool {
+            config,
+            balancer,
+            servers,
+            template,
+            max_iterations,
+        }
+    }
+
+    /// Builds a pool with its balancer populated (static discovery needs one `update()`) and
+    /// its health check attached; [`HealthService`] then runs the checks.
+    pub async fn build(config: PoolConfig) -> pingora::Result<Self> {
+        let backends = backends(&config);
+        let balancer = match config.selection {
+            Selection::RoundRobin => {
+                let mut lb = LoadBalancer::<RoundRobin>::from_backends(backends);
+                lb.update().await?;
+                health::attach(&mut lb, &config);
+                Balancer::RoundRobin(Arc::new(lb))
+            }
+            Selection::Consistent => {
+                let mut lb = LoadBalancer::<Consistent>::from_backends(backends);
+                lb.update().await?;
+                health::attach(&mut lb, &config);
+                Balancer::Consistent(Arc::new(lb))
+            }
+        };
+        Ok(Pool::new(config, balancer))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Picks a server for `key`, skipping servers in `tried` (a bitmask of indices) and, while
+    /// any other is available, servers passively ejected. When every healthy server is
+    /// ejected, ejection is ignored (as Envoy's panic threshold does): a pool-wide blip must not
+    /// turn into a pool-wide outage.
+    pub fn select(&self, key: &[u8], tried: u64) -> Result<Pick, NoServer> {
+        let now = passive::now_ms();
+        let pick = |respect_ejection: bool| {
+            self.balancer.select_with(key, self.max_iterations, |b, healthy| {
+                healthy
+                    && self.index_of(b).is_some_and(|i| {
+                        tried & bit(i) == 0 && (!respect_ejection || !self.servers[i].is_ejected(now))
+                    })
+            })
+        };
+        let backend = pick(true).or_else(|| pick(false)).ok_or(NoServer::NoneHealthy)?;
+        let index = self.index_of(&backend).ok_or(NoServer::NoneHealthy)?;
+        self.servers[index].selected();
+        Ok(Pick {
+            index,
+            addr: self.servers[index].addr,
+        })
+    }
+
+    fn index_of(&self, b: &Backend) -> Option<usize> {
+        let addr = b.addr.as_inet()?;
+        self.servers.iter().position(|s| s.addr == *addr)
+    }
+
+    /// The peer to connect to for a pick, with the pool's timeouts.
+    pub fn peer(&self, pick: Pick) -> Box<HttpPeer> {
+        let mut p = Box::new(self.template.clone());
+        p._address = pingora::protocols::l4::socket::SocketAddr::Inet(pick.addr);
+        p
+    }
+
+    /// Records a transport failure (connect error, timeout) or a counted 5xx.
+    pub fn failure(&self, index: usize) {
+        let p = &self.config.passive;
+        if let Some(s) = self.servers.get(index) {
+            if s.failure(p.max_fails, p.eject_for) {
+                log::warn!(
+                    "upstream {}: server {} ejected for {:?} after {} consecutive failures",
+                    self.config.name,
+                    s.addr,
+                    p.eject_for,
+                    p.max_fails
+                );
+            }
+        }
+    }
+
+    pub fn success(&self, index: usize) {
+        if let Some(s) = self.servers.get(index) {
+            s.success();
+        }
+    }
+
+    /// Active health as last seen by the health checker.
+    pub fn healthy(&self, index: usize) -> bool {
+        let Some(s) = self.servers.get(index) else { return false };
+        let mut b = unreachable_backend();
+        b.addr = pingora::protocols::l4::socket::SocketAddr::Inet(s.addr);
+        b.weight = self.config.servers[index].weight;
+        self.balancer.ready(&b)
+    }
+
+    /// Seconds a client should wait before retrying when the pool has nothing healthy.
+    pub fn retry_after_secs(&self) -> u64 {
+        let hc = self.config.health_check.as_ref().map(|h| h.interval);
+        let wait = hc.unwrap_or(self.config.passive.eject_for);
+        wait.as_secs_f64().ceil().max(1.0) as u64
+    }
+}
+
+/// Bit for server index `i` in a "tried" mask; pools over 64 servers share bits, which only
+/// makes a retry skip a server it did not need to.
+pub fn bit(i: usize) -> u64 {
+    1u64 << (i % 64)
+}
+
+#[cfg(test)]
+mod tests;

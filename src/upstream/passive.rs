@@ -1,0 +1,106 @@
+//! Passive ejection: a server that fails `max_fails` times in a row (connect errors, timeouts,
+//! optionally 502/503/504) leaves rotation for `eject_for`, like nginx's `max_fails`/
+//! `fail_timeout`. Lock-free: two atomics per server.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use once_cell::sync::Lazy;
+
+static EPOCH: Lazy<Instant> = Lazy::new(Instant::now);
+
+/// Milliseconds since process start; `0` is reserved for "not ejected".
+pub fn now_ms() -> u64 {
+    EPOCH.elapsed().as_millis() as u64 + 1
+}
+
+#[derive(Debug)]
+pub struct ServerState {
+    pub addr: SocketAddr,
+    fails: AtomicU32,
+    ejected_until: AtomicU64,
+    picks: AtomicU64,
+}
+
+impl ServerState {
+    pub fn new(addr: SocketAddr) -> Self {
+        ServerState {
+            addr,
+            fails: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
+            picks: AtomicU64::new(0),
+        }
+    }
+
+    pub fn is_ejected(&self, now: u64) -> bool {
+        let until = self.ejected_until.load(Relaxed);
+        until != 0 && now < until
+    }
+
+    /// Counts a failure; returns true when this failure ejected the server.
+    pub fn failure(&self, max_fails: u32, eject_for: Duration) -> bool {
+        if max_fails == 0 {
+            return false;
+        }
+        let n = self.fails.fetch_add(1, Relaxed) + 1;
+        if n >= max_fails {
+            self.fails.store(0, Relaxed);
+            let until = now_ms() + eject_for.as_millis() as u64;
+            self.ejected_until.store(until, Relaxed);
+            return true;
+        }
+        false
+    }
+
+    pub fn success(&self) {
+        // Read before writing so the common case does not bounce the cache line between cores.
+        if self.fails.load(Relaxed) != 0 {
+            self.fails.store(0, Relaxed);
+        }
+    }
+
+    pub fn selected(&self) {
+        self.picks.fetch_add(1, Relaxed);
+    }
+
+    pub fn picks(&self) -> u64 {
+        self.picks.load(Relaxed)
+    }
+
+    pub fn consecutive_failures(&self) -> u32 {
+        self.fails.load(Relaxed)
+    }
+
+    /// Milliseconds of ejection left, 0 when in rotation.
+    pub fn ejected_for_ms(&self) -> u64 {
+        self.ejected_until.load(Relaxed).saturating_sub(now_ms())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ejects_after_consecutive_failures_only() {
+        let s = ServerState::new("127.0.0.1:1".parse().unwrap());
+        assert!(!s.failure(3, Duration::from_secs(10)));
+        assert!(!s.failure(3, Duration::from_secs(10)));
+        s.success();
+        assert!(!s.failure(3, Duration::from_secs(10)), "a success resets the count");
+        assert!(!s.failure(3, Duration::from_secs(10)));
+        assert!(s.failure(3, Duration::from_secs(10)));
+        assert!(s.is_ejected(now_ms()));
+        assert!(!s.is_ejected(now_ms() + 10_001), "ejection ends by itself");
+    }
+
+    #[test]
+    fn zero_max_fails_disables_ejection() {
+        let s = ServerState::new("127.0.0.1:1".parse().unwrap());
+        for _ in 0..100 {
+            assert!(!s.failure(0, Duration::from_secs(10)));
+        }
+        assert!(!s.is_ejected(now_ms()));
+    }
+}
