@@ -1,0 +1,66 @@
+//! `scimitar -t -c FILE` behaves like `nginx -t`.
+
+mod common;
+
+use std::process::Command;
+
+fn check(conf: &str) -> (i32, String, String) {
+    let dir = common::scratch_dir("cli");
+    let path = dir.join("c.yaml");
+    std::fs::write(&path, conf).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_scimitar")).arg("-t").arg("-c").arg(&path).output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_shipped_config_passes_with_one_line() {
+    let conf = std::fs::read_to_string(common::repo().join("conf/scimitar.yaml")).unwrap();
+    let (code, out, _) = check(&conf);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("test is successful"));
+}
+
+#[test]
+fn a_bad_file_fails_listing_every_problem_with_its_place() {
+    let conf = r#"
+listeners:
+  - address: 127.0.0.1:8080
+upstreams:
+  scim:
+    servers:
+      - address: 127.0.0.1:8001
+      - address: 127.0.0.1
+    timeouts: {read: 30}
+routes:
+  - base_path: /scim/v2
+    upstream: scimm
+"#;
+    let (code, out, err) = check(conf);
+    assert_eq!(code, 1, "stdout: {out}");
+    for want in [
+        "upstreams.scim.servers[1].address: `127.0.0.1` has no port",
+        "upstreams.scim.timeouts.read: `30` has no unit",
+        "routes[0].upstream: no pool named `scimm`",
+        "3 problem(s)",
+        "test failed",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn a_missing_file_and_unset_variables_are_reported() {
+    let out = Command::new(env!("CARGO_BIN_EXE_scimitar")).args(["-t", "-c", "/nonexistent/scimitar.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file /nonexistent/scimitar.yaml"));
+
+    let (code, _, err) = check("listeners: [{address: \"${SCIMITAR_TEST_SURELY_UNSET}\"}]\n");
+    assert_eq!(code, 1);
+    assert!(err.contains("line 1: environment variable SCIMITAR_TEST_SURELY_UNSET is not set"), "{err}");
+}

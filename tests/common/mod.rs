@@ -1,0 +1,198 @@
+//! Shared integration-test harness: real processes and real sockets on 127.0.0.1.
+//!
+//! - [`Proxy`]: the `scimitar` binary cargo built for these tests, on ports picked here.
+//! - [`ScimServer`]: a real scim2-server (PyPI) from the venv `make test` prepares.
+//! - [`TestUpstream`]: a small in-process HTTP server for failure cases (die mid-request,
+//!   stall, answer a fixed status) that counts what reached it.
+//! - [`http`]: a blocking HTTP/1.1 client that returns status, headers and body.
+//!
+//! Every child process is killed on drop, so a failing test leaves nothing running.
+#![allow(dead_code, unused_imports)]
+
+pub mod client;
+pub mod upstream;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use client::{http, Response};
+pub use upstream::{Behavior, TestUpstream};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Polls until something accepts TCP connections on `addr`, or panics after `limit`.
+pub fn wait_for_port(addr: SocketAddr, limit: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("nothing listening on {addr} after {limit:?}");
+}
+
+/// Polls `f` every 50 ms until it returns true or `limit` passes; returns the final answer.
+pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if f() {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python venv with scim2-server and scim2-tester (`make venv` creates it).
+pub fn venv_bin(tool: &str) -> PathBuf {
+    let venv = std::env::var("SCIMITAR_VENV").map(PathBuf::from).unwrap_or_else(|_| repo().join(".venv"));
+    let p = venv.join("bin").join(tool);
+    assert!(p.exists(), "{} is missing: run `make venv` (or `make test`) first", p.display());
+    p
+}
+
+struct Reaper(Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A real scim2-server process.
+pub struct ScimServer {
+    pub addr: SocketAddr,
+    _child: Reaper,
+}
+
+impl ScimServer {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Self {
+        let port = free_port();
+        let child = Command::new(venv_bin("scim2-server"))
+            .args(["--hostname", "127.0.0.1", "--port", &port.to_string()])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn scim2-server");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let child = Reaper(child);
+        wait_for_port(addr, Duration::from_secs(20));
+        ScimServer { addr, _child: child }
+    }
+}
+
+/// The scimitar binary running with a generated config.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: PathBuf,
+    child: Option<Reaper>,
+}
+
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("scimitar-test-{}-{tag}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+impl Proxy {
+    /// Starts scimitar with `body` (the `upstreams`, `routes`, … sections); `server`,
+    /// `listeners` and `admin` are filled in here with fresh ports.
+    pub fn start(body: &str) -> Self {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let dir = scratch_dir("proxy");
+        let conf = format!(
+            "server:\n  threads: 2\n  pid_file: {d}/scimitar.pid\n  upgrade_sock: {d}/upgrade.sock\n  grace_period_seconds: 0\n  graceful_shutdown_timeout_seconds: 1\nlisteners:\n  - name: main\n    address: \"{addr}\"\nadmin:\n  address: \"{admin}\"\n{body}",
+            d = dir.display()
+        );
+        let path = dir.join("scimitar.yaml");
+        std::fs::write(&path, conf).expect("write config");
+        let log = std::fs::File::create(dir.join("scimitar.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_scimitar"))
+            .arg("-c")
+            .arg(&path)
+            .env("RUST_LOG", "info,scimitar::access=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn scimitar");
+        let child = Reaper(child);
+        wait_for_port(addr, Duration::from_secs(20));
+        wait_for_port(admin, Duration::from_secs(5));
+        Proxy {
+            addr,
+            admin,
+            dir,
+            child: Some(child),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        http(self.addr, "GET", path, &[], None)
+    }
+
+    pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Response {
+        http(self.addr, method, path, headers, body)
+    }
+
+    /// The admin `/status` document.
+    pub fn status(&self) -> serde_json::Value {
+        let r = http(self.admin, "GET", "/status", &[], None);
+        assert_eq!(r.status, 200, "admin /status");
+        serde_json::from_slice(&r.body).expect("status JSON")
+    }
+
+    /// Health of one server as the admin page reports it.
+    pub fn server_healthy(&self, pool: usize, server: SocketAddr) -> bool {
+        let s = self.status();
+        s["pools"][pool]["servers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| v["address"] == server.to_string())
+            .and_then(|v| v["healthy"].as_bool())
+            .unwrap_or(false)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("scimitar.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        drop(self.child.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// YAML for one pool named `name` over `servers`, with extra pool keys indented already.
+pub fn pool_yaml(name: &str, servers: &[SocketAddr], extra: &str) -> String {
+    let mut s = format!("  {name}:\n    servers:\n");
+    for a in servers {
+        s.push_str(&format!("      - address: \"{a}\"\n"));
+    }
+    s.push_str(extra);
+    s
+}
