@@ -14,7 +14,10 @@ fn main() -> ExitCode {
     let cfg = match scimitar::config::load(&path) {
         Ok(cfg) => cfg,
         Err(problems) => {
-            eprintln!("scimitar: configuration file {path} has {} problem(s):", problems.0.len());
+            eprintln!(
+                "scimitar: configuration file {path} has {} problem(s):",
+                problems.0.len()
+            );
             for p in &problems.0 {
                 eprintln!("  {p}");
             }

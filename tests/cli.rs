@@ -8,7 +8,12 @@ fn check(conf: &str) -> (i32, String, String) {
     let dir = common::scratch_dir("cli");
     let path = dir.join("c.yaml");
     std::fs::write(&path, conf).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_scimitar")).arg("-t").arg("-c").arg(&path).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_scimitar"))
+        .arg("-t")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     (
         out.status.code().unwrap_or(-1),
@@ -56,11 +61,17 @@ routes:
 
 #[test]
 fn a_missing_file_and_unset_variables_are_reported() {
-    let out = Command::new(env!("CARGO_BIN_EXE_scimitar")).args(["-t", "-c", "/nonexistent/scimitar.yaml"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_scimitar"))
+        .args(["-t", "-c", "/nonexistent/scimitar.yaml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file /nonexistent/scimitar.yaml"));
 
     let (code, _, err) = check("listeners: [{address: \"${SCIMITAR_TEST_SURELY_UNSET}\"}]\n");
     assert_eq!(code, 1);
-    assert!(err.contains("line 1: environment variable SCIMITAR_TEST_SURELY_UNSET is not set"), "{err}");
+    assert!(
+        err.contains("line 1: environment variable SCIMITAR_TEST_SURELY_UNSET is not set"),
+        "{err}"
+    );
 }

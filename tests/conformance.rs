@@ -13,7 +13,11 @@ fn run_checks(urls: &[String]) -> Vec<serde_json::Value> {
         .args(urls)
         .output()
         .expect("run scim2-tester");
-    assert!(out.status.success(), "scim2-tester failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "scim2-tester failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON result line"))
@@ -25,7 +29,11 @@ fn conformance_through_the_proxy_matches_direct() {
     let scim = ScimServer::start();
     let px = Proxy::start(&format!(
         "upstreams:\n{}routes:\n  - base_path: /v2\n    upstream: scim\n",
-        pool_yaml("scim", &[scim.addr], "    health_check: {path: /v2/ServiceProviderConfig, interval: 1s}\n")
+        pool_yaml(
+            "scim",
+            &[scim.addr],
+            "    health_check: {path: /v2/ServiceProviderConfig, interval: 1s}\n"
+        )
     ));
     let results = run_checks(&[format!("http://{}/v2", scim.addr), format!("http://{}/v2", px.addr)]);
     let (direct, proxied) = (&results[0], &results[1]);

@@ -14,9 +14,15 @@ fn routes(pool: &str) -> String {
 
 #[test]
 fn round_robin_spreads_evenly() {
-    let ups: Vec<TestUpstream> = (0..3).map(|i| TestUpstream::start(&format!("u{i}"), Behavior::Echo)).collect();
+    let ups: Vec<TestUpstream> = (0..3)
+        .map(|i| TestUpstream::start(&format!("u{i}"), Behavior::Echo))
+        .collect();
     let addrs: Vec<_> = ups.iter().map(|u| u.addr).collect();
-    let px = Proxy::start(&format!("upstreams:\n{}{}", pool_yaml("p", &addrs, "    selection: round_robin\n"), routes("p")));
+    let px = Proxy::start(&format!(
+        "upstreams:\n{}{}",
+        pool_yaml("p", &addrs, "    selection: round_robin\n"),
+        routes("p")
+    ));
     for _ in 0..30 {
         assert_eq!(px.get("/scim/v2/Users").status, 200);
     }
@@ -26,7 +32,9 @@ fn round_robin_spreads_evenly() {
 
 #[test]
 fn consistent_hashing_keeps_each_tenant_on_one_server() {
-    let ups: Vec<TestUpstream> = (0..3).map(|i| TestUpstream::start(&format!("u{i}"), Behavior::Echo)).collect();
+    let ups: Vec<TestUpstream> = (0..3)
+        .map(|i| TestUpstream::start(&format!("u{i}"), Behavior::Echo))
+        .collect();
     let addrs: Vec<_> = ups.iter().map(|u| u.addr).collect();
     let px = Proxy::start(&format!(
         "upstreams:\n{}routes:\n  - base_path: /{{tenant}}/scim/v2\n    upstream: p\n",
@@ -36,7 +44,10 @@ fn consistent_hashing_keeps_each_tenant_on_one_server() {
     for round in 0..4 {
         for t in 0..24 {
             let tenant = format!("tenant{t}");
-            let server = px.get(&format!("/{tenant}/scim/v2/Users")).json()["server"].as_str().unwrap().to_string();
+            let server = px.get(&format!("/{tenant}/scim/v2/Users")).json()["server"]
+                .as_str()
+                .unwrap()
+                .to_string();
             let first = home.entry(tenant.clone()).or_insert_with(|| server.clone());
             assert_eq!(*first, server, "{tenant} moved in round {round}");
         }
@@ -50,12 +61,22 @@ fn a_dead_server_leaves_rotation_within_the_health_check_window_and_returns() {
     let mut a = TestUpstream::start("a", Behavior::Echo);
     let b = TestUpstream::start("b", Behavior::Echo);
     let hc = "    selection: round_robin\n    health_check:\n      path: /scim/v2/ServiceProviderConfig\n      interval: 200ms\n      timeout: 200ms\n      rise: 2\n      fall: 2\n    passive: {max_fails: 0}\n    retries: 0\n";
-    let px = Proxy::start(&format!("upstreams:\n{}{}", pool_yaml("p", &[a.addr, b.addr], hc), routes("p")));
-    assert!(eventually(Duration::from_secs(5), || a.hits() > 0 && b.hits() > 0), "probes reach both");
+    let px = Proxy::start(&format!(
+        "upstreams:\n{}{}",
+        pool_yaml("p", &[a.addr, b.addr], hc),
+        routes("p")
+    ));
+    assert!(
+        eventually(Duration::from_secs(5), || a.hits() > 0 && b.hits() > 0),
+        "probes reach both"
+    );
 
     a.kill();
     // fall 2 × 200 ms interval (+ probe timeout): out well within 2 s.
-    assert!(eventually(Duration::from_secs(2), || !px.server_healthy(0, a.addr)), "a left rotation");
+    assert!(
+        eventually(Duration::from_secs(2), || !px.server_healthy(0, a.addr)),
+        "a left rotation"
+    );
     let before = b.hits();
     for _ in 0..20 {
         let r = px.get("/scim/v2/Users");
@@ -65,7 +86,10 @@ fn a_dead_server_leaves_rotation_within_the_health_check_window_and_returns() {
     assert!(b.hits() >= before + 20);
 
     a.restart();
-    assert!(eventually(Duration::from_secs(3), || px.server_healthy(0, a.addr)), "a came back");
+    assert!(
+        eventually(Duration::from_secs(3), || px.server_healthy(0, a.addr)),
+        "a came back"
+    );
     let mut saw_a = false;
     for _ in 0..10 {
         saw_a |= px.get("/scim/v2/Users").json()["server"] == "a";
@@ -79,11 +103,19 @@ fn connect_failures_are_retried_on_another_server_for_every_method() {
     let live = TestUpstream::start("live", Behavior::Echo);
     let px = Proxy::start(&format!(
         "upstreams:\n{}{}",
-        pool_yaml("p", &[dead, live.addr], "    selection: round_robin\n    passive: {max_fails: 0}\n    retries: 1\n"),
+        pool_yaml(
+            "p",
+            &[dead, live.addr],
+            "    selection: round_robin\n    passive: {max_fails: 0}\n    retries: 1\n"
+        ),
         routes("p")
     ));
     for (i, method) in ["POST", "PATCH", "GET", "PUT", "DELETE", "POST"].iter().enumerate() {
-        let path = if *method == "POST" { "/scim/v2/Users".to_string() } else { format!("/scim/v2/Users/u{i}") };
+        let path = if *method == "POST" {
+            "/scim/v2/Users".to_string()
+        } else {
+            format!("/scim/v2/Users/u{i}")
+        };
         let r = px.send(method, &path, &[], Some("{}"));
         assert_eq!(r.status, 200, "{method}: {}", r.text());
         assert_eq!(r.json()["server"], "live");
@@ -97,13 +129,23 @@ fn a_post_whose_upstream_dies_mid_request_is_never_replayed() {
     let other = TestUpstream::start("other", Behavior::CloseAfterRequest);
     let px = Proxy::start(&format!(
         "upstreams:\n{}{}",
-        pool_yaml("p", &[closer.addr, other.addr], "    selection: round_robin\n    passive: {max_fails: 0}\n    retries: 1\n"),
+        pool_yaml(
+            "p",
+            &[closer.addr, other.addr],
+            "    selection: round_robin\n    passive: {max_fails: 0}\n    retries: 1\n"
+        ),
         routes("p")
     ));
     let user = r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"once"}"#;
-    let detail = px.send("POST", "/scim/v2/Users", &[], Some(user)).assert_scim_error(502);
+    let detail = px
+        .send("POST", "/scim/v2/Users", &[], Some(user))
+        .assert_scim_error(502);
     assert!(!detail.is_empty());
-    assert_eq!(closer.hits() + other.hits(), 1, "exactly one create reached the upstreams");
+    assert_eq!(
+        closer.hits() + other.hits(),
+        1,
+        "exactly one create reached the upstreams"
+    );
 
     for (method, path) in [("PATCH", "/scim/v2/Users/x"), ("POST", "/scim/v2/Bulk")] {
         let before = closer.hits() + other.hits();
@@ -124,8 +166,13 @@ fn a_pool_with_no_healthy_server_answers_503_with_retry_after() {
     let dead1 = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let dead2 = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let hc = "    health_check:\n      path: /health\n      interval: 1s\n      timeout: 200ms\n      rise: 1\n      fall: 1\n";
-    let px = Proxy::start(&format!("upstreams:\n{}{}", pool_yaml("p", &[dead1, dead2], hc), routes("p")));
-    assert!(eventually(Duration::from_secs(4), || !px.server_healthy(0, dead1) && !px.server_healthy(0, dead2)));
+    let px = Proxy::start(&format!(
+        "upstreams:\n{}{}",
+        pool_yaml("p", &[dead1, dead2], hc),
+        routes("p")
+    ));
+    assert!(eventually(Duration::from_secs(4), || !px.server_healthy(0, dead1)
+        && !px.server_healthy(0, dead2)));
     let r = px.get("/scim/v2/Users");
     let detail = r.assert_scim_error(503);
     assert!(detail.contains("no healthy server"), "{detail}");
@@ -150,7 +197,11 @@ fn consecutive_5xx_eject_a_server_when_configured() {
     let good = TestUpstream::start("good", Behavior::Echo);
     let px = Proxy::start(&format!(
         "upstreams:\n{}{}",
-        pool_yaml("p", &[bad.addr, good.addr], "    selection: round_robin\n    passive: {max_fails: 2, eject_for: 30s, count_5xx: true}\n"),
+        pool_yaml(
+            "p",
+            &[bad.addr, good.addr],
+            "    selection: round_robin\n    passive: {max_fails: 2, eject_for: 30s, count_5xx: true}\n"
+        ),
         routes("p")
     ));
     // 4xx never counts: the upstream's own 503s do, and after two the server is out.

@@ -5,7 +5,8 @@ mod common;
 
 use common::*;
 
-const USER: &str = r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"bjensen","name":{"givenName":"Barbara"}}"#;
+const USER: &str =
+    r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"bjensen","name":{"givenName":"Barbara"}}"#;
 
 fn scim_proxy(server: &ScimServer) -> Proxy {
     Proxy::start(&format!(
@@ -50,17 +51,29 @@ fn every_scim_operation_is_proxied() {
     let r = px.send("PATCH", &format!("/v2/Users/{id}"), &[], Some(patch));
     assert!(matches!(r.status, 200 | 204), "{}", r.text());
 
-    let search = r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],"filter":"userName eq \"bjensen\""}"#;
-    assert_eq!(px.send("POST", "/v2/Users/.search", &[], Some(search)).json()["totalResults"], 1);
-    assert_eq!(px.send("POST", "/v2/.search", &[], Some(search)).json()["totalResults"], 1);
+    let search =
+        r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],"filter":"userName eq \"bjensen\""}"#;
+    assert_eq!(
+        px.send("POST", "/v2/Users/.search", &[], Some(search)).json()["totalResults"],
+        1
+    );
+    assert_eq!(
+        px.send("POST", "/v2/.search", &[], Some(search)).json()["totalResults"],
+        1
+    );
 
-    let group = format!(r#"{{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Eng","members":[{{"value":"{id}"}}]}}"#);
+    let group = format!(
+        r#"{{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Eng","members":[{{"value":"{id}"}}]}}"#
+    );
     let r = px.send("POST", "/v2/Groups", &[], Some(&group));
     assert_eq!(r.status, 201, "{}", r.text());
     let gid = r.json()["id"].as_str().unwrap().to_string();
     let r = px.send("PATCH", &format!("/v2/Groups/{gid}"), &[], Some(r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"displayName","value":"Engineering"}]}"#));
     assert!(matches!(r.status, 200 | 204), "{}", r.text());
-    assert_eq!(px.get(&format!("/v2/Groups/{gid}")).json()["displayName"], "Engineering");
+    assert_eq!(
+        px.get(&format!("/v2/Groups/{gid}")).json()["displayName"],
+        "Engineering"
+    );
 
     let bulk = r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],"Operations":[{"method":"POST","path":"/Users","bulkId":"b1","data":{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"bulk-user"}}]}"#;
     let r = px.send("POST", "/v2/Bulk", &[], Some(bulk));
@@ -94,10 +107,18 @@ fn forwarded_headers_request_id_and_normalised_paths_reach_the_upstream() {
     assert_eq!(id.len(), 32);
     assert_eq!(r.header("x-request-id"), Some(id), "the id is echoed to the client");
 
-    let r = px.send("GET", "/scim/v2/Users", &[("X-Request-Id", "trace-42"), ("X-Forwarded-For", "10.9.8.7")], None);
+    let r = px.send(
+        "GET",
+        "/scim/v2/Users",
+        &[("X-Request-Id", "trace-42"), ("X-Forwarded-For", "10.9.8.7")],
+        None,
+    );
     let h = &r.json()["headers"];
     assert_eq!(h["x-request-id"], "trace-42", "a client id is kept");
-    assert_eq!(h["x-forwarded-for"], "10.9.8.7, 127.0.0.1", "the client hop is appended");
+    assert_eq!(
+        h["x-forwarded-for"], "10.9.8.7, 127.0.0.1",
+        "the client hop is appended"
+    );
 
     // The upstream sees the normalised path the route decision was made on, query intact.
     let r = px.get("/scim//v2/Groups/../Users/./abc?count=1");
@@ -120,7 +141,10 @@ fn answers_the_proxy_makes_itself_are_scim_errors() {
     let detail = px.get("/scim/v2/Groups").assert_scim_error(404);
     assert!(detail.contains("no route"), "{detail}");
 
-    let big = format!(r#"{{"schemas":["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],"Operations":[],"pad":"{}"}}"#, "x".repeat(2048));
+    let big = format!(
+        r#"{{"schemas":["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],"Operations":[],"pad":"{}"}}"#,
+        "x".repeat(2048)
+    );
     let detail = px.send("POST", "/scim/v2/Bulk", &[], Some(&big)).assert_scim_error(413);
     assert!(detail.contains("1024 bytes"), "{detail}");
     assert_eq!(up.hits(), 0, "nothing reached the upstream");

@@ -55,7 +55,13 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
 
     if let (Some(a), true) = (&admin, !listeners.is_empty()) {
         if listeners.iter().any(|l| l.address == a.address) {
-            p.add("admin.address", format!("{} is also a listener's address; give the admin listener its own port", a.address));
+            p.add(
+                "admin.address",
+                format!(
+                    "{} is also a listener's address; give the admin listener its own port",
+                    a.address
+                ),
+            );
         }
     }
 
@@ -75,7 +81,12 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
 fn socket(p: &mut Problems, path: &str, v: &Value) -> Option<SocketAddr> {
     let s = r::string(p, path, v)?;
     s.parse::<SocketAddr>()
-        .map_err(|_| p.add(path, format!("`{s}` is not an IP:port address; write e.g. `127.0.0.1:8080` or `[::1]:8080`")))
+        .map_err(|_| {
+            p.add(
+                path,
+                format!("`{s}` is not an IP:port address; write e.g. `127.0.0.1:8080` or `[::1]:8080`"),
+            )
+        })
         .ok()
 }
 
@@ -93,7 +104,10 @@ fn server_address(p: &mut Problems, path: &str, v: &Value) -> Option<SocketAddr>
     match s.to_socket_addrs().map(|mut it| it.next()) {
         Ok(Some(a)) => Some(a),
         _ => {
-            p.add(path, format!("cannot resolve `{s}`; use an IP:port or a resolvable host:port"));
+            p.add(
+                path,
+                format!("cannot resolve `{s}`; use an IP:port or a resolvable host:port"),
+            );
             None
         }
     }
@@ -114,7 +128,10 @@ fn server(p: &mut Problems, v: Option<&Value>, pools: &[PoolConfig]) -> Option<S
     let mut conf: ServerConf = match serde_yaml::from_value(Value::Mapping(given.clone())) {
         Ok(c) => c,
         Err(e) => {
-            p.add("server", format!("{e}; see Pingora's ServerConf for each setting's type"));
+            p.add(
+                "server",
+                format!("{e}; see Pingora's ServerConf for each setting's type"),
+            );
             return None;
         }
     };
@@ -138,7 +155,14 @@ fn server(p: &mut Problems, v: Option<&Value>, pools: &[PoolConfig]) -> Option<S
 
 fn listeners(p: &mut Problems, top: &Mapping) -> Vec<Listener> {
     let mut out = Vec::new();
-    let Some(list) = r::req(p, top, "", "listeners", "add e.g. `listeners: [{name: main, address: \"0.0.0.0:8080\"}]`", r::list) else {
+    let Some(list) = r::req(
+        p,
+        top,
+        "",
+        "listeners",
+        "add e.g. `listeners: [{name: main, address: \"0.0.0.0:8080\"}]`",
+        r::list,
+    ) else {
         return out;
     };
     if list.is_empty() {
@@ -147,7 +171,9 @@ fn listeners(p: &mut Problems, top: &Mapping) -> Vec<Listener> {
     let mut seen = HashSet::new();
     for (i, v) in list.iter().enumerate() {
         let at = r::index("listeners", i);
-        let Some(m) = r::map(p, &at, v, &["name", "address"]) else { continue };
+        let Some(m) = r::map(p, &at, v, &["name", "address"]) else {
+            continue;
+        };
         let name = r::opt(p, m, &at, "name", format!("listener{i}"), r::string);
         if let Some(a) = r::req(p, m, &at, "address", "give e.g. `0.0.0.0:8080`", socket) {
             if !seen.insert(a) {
@@ -176,31 +202,48 @@ fn tenancy(p: &mut Problems, v: Option<&Value>, routes: &[Route]) -> Tenancy {
         "none" => Tenancy::None,
         "path" => {
             if !templated {
-                p.add("tenancy.source", "`path` needs a `{tenant}` segment in some route's base_path, e.g. `/{tenant}/scim/v2`");
+                p.add(
+                    "tenancy.source",
+                    "`path` needs a `{tenant}` segment in some route's base_path, e.g. `/{tenant}/scim/v2`",
+                );
             }
             if header.is_some() {
-                p.add("tenancy.header", "only used with `source: header`; remove it or change source");
+                p.add(
+                    "tenancy.header",
+                    "only used with `source: header`; remove it or change source",
+                );
             }
             Tenancy::Path
         }
         "header" => {
             if templated {
-                p.add("tenancy.source", "`header` conflicts with `{tenant}` in a route's base_path; use one tenant source");
+                p.add(
+                    "tenancy.source",
+                    "`header` conflicts with `{tenant}` in a route's base_path; use one tenant source",
+                );
             }
             match header {
-                Some(h) if http::HeaderName::from_bytes(h.as_bytes()).is_ok() => Tenancy::Header(h.to_ascii_lowercase()),
+                Some(h) if http::HeaderName::from_bytes(h.as_bytes()).is_ok() => {
+                    Tenancy::Header(h.to_ascii_lowercase())
+                }
                 Some(h) => {
                     p.add("tenancy.header", format!("`{h}` is not a valid header name"));
                     Tenancy::None
                 }
                 None => {
-                    p.add("tenancy.header", "missing; name the header that carries the tenant, e.g. `X-Tenant-Id`");
+                    p.add(
+                        "tenancy.header",
+                        "missing; name the header that carries the tenant, e.g. `X-Tenant-Id`",
+                    );
                     Tenancy::None
                 }
             }
         }
         other => {
-            p.add("tenancy.source", format!("`{other}` is not a tenant source; use path, header or none"));
+            p.add(
+                "tenancy.source",
+                format!("`{other}` is not a tenant source; use path, header or none"),
+            );
             Tenancy::None
         }
     }
@@ -209,7 +252,10 @@ fn tenancy(p: &mut Problems, v: Option<&Value>, routes: &[Route]) -> Tenancy {
 fn upstreams(p: &mut Problems, top: &Mapping) -> Vec<PoolConfig> {
     let mut out = Vec::new();
     let Some(v) = r::get(top, "upstreams") else {
-        p.add("upstreams", "missing; define at least one pool, e.g. `upstreams: {scim: {servers: [{address: \"127.0.0.1:8000\"}]}}`");
+        p.add(
+            "upstreams",
+            "missing; define at least one pool, e.g. `upstreams: {scim: {servers: [{address: \"127.0.0.1:8000\"}]}}`",
+        );
         return out;
     };
     let Value::Mapping(pools) = v else {
@@ -233,19 +279,34 @@ fn upstreams(p: &mut Problems, top: &Mapping) -> Vec<PoolConfig> {
 
 fn pool(p: &mut Problems, at: &str, name: &str, v: &Value) -> Option<PoolConfig> {
     let m = r::map(p, at, v, POOL)?;
-    let servers = r::req(p, m, at, "servers", "list the pool's servers, e.g. `[{address: \"127.0.0.1:8000\"}]`", r::list)
-        .map(|list| servers(p, &join(at, "servers"), list))
-        .unwrap_or_default();
-    let selection = r::opt(p, m, at, "selection", Selection::RoundRobin, |p, path, v| {
-        match r::string(p, path, v)?.as_str() {
+    let servers = r::req(
+        p,
+        m,
+        at,
+        "servers",
+        "list the pool's servers, e.g. `[{address: \"127.0.0.1:8000\"}]`",
+        r::list,
+    )
+    .map(|list| servers(p, &join(at, "servers"), list))
+    .unwrap_or_default();
+    let selection = r::opt(
+        p,
+        m,
+        at,
+        "selection",
+        Selection::RoundRobin,
+        |p, path, v| match r::string(p, path, v)?.as_str() {
             "round_robin" => Some(Selection::RoundRobin),
             "consistent" => Some(Selection::Consistent),
             other => {
-                p.add(path, format!("`{other}` is not a selection; use round_robin or consistent"));
+                p.add(
+                    path,
+                    format!("`{other}` is not a selection; use round_robin or consistent"),
+                );
                 None
             }
-        }
-    });
+        },
+    );
     let health_check = r::get(m, "health_check").and_then(|v| health(p, &join(at, "health_check"), v));
     let passive = r::get(m, "passive")
         .and_then(|v| passive(p, &join(at, "passive"), v))
@@ -283,7 +344,9 @@ fn servers(p: &mut Problems, at: &str, list: &[Value]) -> Vec<ServerAddr> {
             // Shorthand: `- 127.0.0.1:8000`
             Value::String(_) => (server_address(p, &sat, v), 1),
             _ => {
-                let Some(m) = r::map(p, &sat, v, &["address", "weight"]) else { continue };
+                let Some(m) = r::map(p, &sat, v, &["address", "weight"]) else {
+                    continue;
+                };
                 let a = r::req(p, m, &sat, "address", "give the server's `IP:port`", server_address);
                 let w = r::opt(p, m, &sat, "weight", 1, |p, path, v| r::uint(p, path, v, 1, 1000));
                 (a, w as usize)
@@ -291,7 +354,10 @@ fn servers(p: &mut Problems, at: &str, list: &[Value]) -> Vec<ServerAddr> {
         };
         if let Some(address) = address {
             if out.iter().any(|s| s.address == address) {
-                p.add(&sat, format!("{address} is listed twice in this pool; raise its weight instead"));
+                p.add(
+                    &sat,
+                    format!("{address} is listed twice in this pool; raise its weight instead"),
+                );
                 continue;
             }
             out.push(ServerAddr { address, weight });
@@ -302,7 +368,14 @@ fn servers(p: &mut Problems, at: &str, list: &[Value]) -> Vec<ServerAddr> {
 
 fn health(p: &mut Problems, at: &str, v: &Value) -> Option<HealthCheck> {
     let m = r::map(p, at, v, HEALTH)?;
-    let path = r::req(p, m, at, "path", "give the probe path, e.g. `/scim/v2/ServiceProviderConfig`", r::string)?;
+    let path = r::req(
+        p,
+        m,
+        at,
+        "path",
+        "give the probe path, e.g. `/scim/v2/ServiceProviderConfig`",
+        r::string,
+    )?;
     if !path.starts_with('/') {
         p.add(&join(at, "path"), format!("`{path}` must start with `/`"));
     }
@@ -377,7 +450,14 @@ fn timeouts(p: &mut Problems, at: &str, pool: &Mapping) -> Timeouts {
 
 fn routes(p: &mut Problems, top: &Mapping, pools: &[PoolConfig]) -> Vec<Route> {
     let mut out = Vec::new();
-    let Some(list) = r::req(p, top, "", "routes", "add e.g. `routes: [{base_path: /scim/v2, upstream: scim}]`", r::list) else {
+    let Some(list) = r::req(
+        p,
+        top,
+        "",
+        "routes",
+        "add e.g. `routes: [{base_path: /scim/v2, upstream: scim}]`",
+        r::list,
+    ) else {
         return out;
     };
     if list.is_empty() {
@@ -387,10 +467,17 @@ fn routes(p: &mut Problems, top: &Mapping, pools: &[PoolConfig]) -> Vec<Route> {
         let at = r::index("routes", i);
         let Some(m) = r::map(p, &at, v, ROUTE) else { continue };
         let name = r::opt(p, m, &at, "name", at.clone(), r::string);
-        let base = r::req(p, m, &at, "base_path", "give the SCIM base path, e.g. `/scim/v2` or `/{tenant}/scim/v2`", |p, path, v| {
-            let s = r::string(p, path, v)?;
-            BasePath::parse(&s).map_err(|e| p.add(path, e)).ok()
-        });
+        let base = r::req(
+            p,
+            m,
+            &at,
+            "base_path",
+            "give the SCIM base path, e.g. `/scim/v2` or `/{tenant}/scim/v2`",
+            |p, path, v| {
+                let s = r::string(p, path, v)?;
+                BasePath::parse(&s).map_err(|e| p.add(path, e)).ok()
+            },
+        );
         let classes = r::opt(p, m, &at, "classes", 0u16, |p, path, v| {
             let list = r::list(p, path, v)?;
             let mut bits = 0;
@@ -401,7 +488,10 @@ fn routes(p: &mut Problems, top: &Mapping, pools: &[PoolConfig]) -> Vec<Route> {
                     Some(c) => bits |= c.bit(),
                     None => {
                         let known: Vec<&str> = EndpointClass::ALL.iter().map(|c| c.as_str()).collect();
-                        p.add(&cat, format!("`{s}` is not an endpoint class; use one of {}", known.join(", ")));
+                        p.add(
+                            &cat,
+                            format!("`{s}` is not an endpoint class; use one of {}", known.join(", ")),
+                        );
                     }
                 }
             }
@@ -417,20 +507,33 @@ fn routes(p: &mut Problems, top: &Mapping, pools: &[PoolConfig]) -> Vec<Route> {
                 if Method::NAMES.contains(&up.as_str()) {
                     bits |= Method::parse(&up).bit();
                 } else {
-                    p.add(&mat, format!("`{s}` is not a method; use one of {}", Method::NAMES.join(", ")));
+                    p.add(
+                        &mat,
+                        format!("`{s}` is not a method; use one of {}", Method::NAMES.join(", ")),
+                    );
                 }
             }
             Some(bits)
         });
-        let upstream = r::req(p, m, &at, "upstream", "name the pool from `upstreams` that serves this route", |p, path, v| {
-            let s = r::string(p, path, v)?;
-            let idx = pools.iter().position(|u| u.name == s);
-            if idx.is_none() {
-                let names: Vec<&str> = pools.iter().map(|u| u.name.as_str()).collect();
-                p.add(path, format!("no pool named `{s}` in upstreams (defined: {})", names.join(", ")));
-            }
-            idx
-        });
+        let upstream = r::req(
+            p,
+            m,
+            &at,
+            "upstream",
+            "name the pool from `upstreams` that serves this route",
+            |p, path, v| {
+                let s = r::string(p, path, v)?;
+                let idx = pools.iter().position(|u| u.name == s);
+                if idx.is_none() {
+                    let names: Vec<&str> = pools.iter().map(|u| u.name.as_str()).collect();
+                    p.add(
+                        path,
+                        format!("no pool named `{s}` in upstreams (defined: {})", names.join(", ")),
+                    );
+                }
+                idx
+            },
+        );
         let max_body = r::opt(p, m, &at, "max_body", DEFAULT_MAX_BODY, r::size);
         if let (Some(base), Some(upstream)) = (base, upstream) {
             out.push(Route {

@@ -122,10 +122,7 @@ pub fn from_str(text: &str) -> Result<Config, Problems> {
     from_str_with_env(text, |k| std::env::var(k).ok())
 }
 
-pub fn from_str_with_env(
-    text: &str,
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<Config, Problems> {
+pub fn from_str_with_env(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, Problems> {
     let expanded = reader::expand_env(text, env)?;
     let value: serde_yaml::Value = serde_yaml::from_str(&expanded).map_err(|e| {
         let mut p = Problems::default();

@@ -116,7 +116,10 @@ pub fn uint(p: &mut Problems, path: &str, v: &Value, min: u64, max: u64) -> Opti
             None
         }
         None => {
-            p.add(path, format!("expected a whole number from {min} to {max}, found {}", kind(v)));
+            p.add(
+                path,
+                format!("expected a whole number from {min} to {max}, found {}", kind(v)),
+            );
             None
         }
     }
@@ -225,9 +228,9 @@ pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
         while let Some(pos) = rest.find('$') {
             out.push_str(&rest[..pos]);
             let after = &rest[pos..];
-            if after.starts_with("$${") {
+            if let Some(tail) = after.strip_prefix("$${") {
                 out.push_str("${");
-                rest = &after[3..];
+                rest = tail;
             } else if let Some(body) = after.strip_prefix("${") {
                 let Some(end) = body.find('}') else {
                     problems.add(
@@ -242,8 +245,7 @@ pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
                     Some((n, d)) => (n, Some(d)),
                     None => (expr, None),
                 };
-                let valid = !name.is_empty()
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !valid {
                     problems.add(
                         &format!("line {}", lineno + 1),

@@ -122,7 +122,10 @@ routes:
         "routes[1].max_body: unknown size unit `TiB`",
     ];
     for w in want {
-        assert!(got.iter().any(|g| g.starts_with(w)), "missing problem {w:?} in {got:#?}");
+        assert!(
+            got.iter().any(|g| g.starts_with(w)),
+            "missing problem {w:?} in {got:#?}"
+        );
     }
     assert_eq!(got.len(), want.len(), "{got:#?}");
 }
@@ -139,7 +142,9 @@ fn missing_sections_are_named() {
 
 #[test]
 fn env_references_are_expanded_before_parsing() {
-    let text = GOOD.replace("127.0.0.1:8080", "${LISTEN:-127.0.0.1:8081}").replace("threads: 2", "threads: ${THREADS}");
+    let text = GOOD
+        .replace("127.0.0.1:8080", "${LISTEN:-127.0.0.1:8081}")
+        .replace("threads: 2", "threads: ${THREADS}");
     let c = from_str_with_env(&text, |k| (k == "THREADS").then(|| "3".to_string())).unwrap();
     assert_eq!(c.server.threads, 3);
     assert_eq!(c.listeners[0].address, "127.0.0.1:8081");
@@ -151,9 +156,15 @@ fn env_references_are_expanded_before_parsing() {
 fn tenancy_sources_are_checked_against_routes() {
     let plain = GOOD.replace("/{tenant}/scim/v2", "/scim/v2");
     let header = format!("{plain}tenancy: {{source: header, header: X-Tenant-Id}}\n");
-    assert_eq!(from_str_with_env(&header, |_| None).unwrap().tenancy, Tenancy::Header("x-tenant-id".into()));
+    assert_eq!(
+        from_str_with_env(&header, |_| None).unwrap().tenancy,
+        Tenancy::Header("x-tenant-id".into())
+    );
     let got = problems(&format!("{plain}tenancy: {{source: path}}\n"));
-    assert!(got[0].starts_with("tenancy.source: `path` needs a `{tenant}` segment"), "{got:?}");
+    assert!(
+        got[0].starts_with("tenancy.source: `path` needs a `{tenant}` segment"),
+        "{got:?}"
+    );
     let got = problems(&format!("{GOOD}tenancy: {{source: header}}\n"));
     assert!(got.iter().any(|g| g.starts_with("tenancy.header: missing")), "{got:?}");
     assert!(got.iter().any(|g| g.contains("conflicts with `{tenant}`")), "{got:?}");
@@ -163,8 +174,14 @@ fn tenancy_sources_are_checked_against_routes() {
 fn duplicate_addresses_are_rejected() {
     let text = GOOD.replace("- 127.0.0.1:8002", "- 127.0.0.1:8001");
     let got = problems(&text);
-    assert!(got[0].starts_with("upstreams.scim.servers[1]: 127.0.0.1:8001 is listed twice"), "{got:?}");
+    assert!(
+        got[0].starts_with("upstreams.scim.servers[1]: 127.0.0.1:8001 is listed twice"),
+        "{got:?}"
+    );
     let text = GOOD.replace("address: 127.0.0.1:9090", "address: 127.0.0.1:8080");
     let got = problems(&text);
-    assert!(got[0].starts_with("admin.address: 127.0.0.1:8080 is also a listener"), "{got:?}");
+    assert!(
+        got[0].starts_with("admin.address: 127.0.0.1:8080 is also a listener"),
+        "{got:?}"
+    );
 }

@@ -21,11 +21,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown duration unit `{other}` in `{s}`; use ms, s, m or h"
-            ))
-        }
+        other => return Err(format!("unknown duration unit `{other}` in `{s}`; use ms, s, m or h")),
     };
     if !secs.is_finite() || !(0.0..=31_536_000.0).contains(&secs) {
         return Err(format!("`{s}` is out of range (0 to 365 days)"));
@@ -55,9 +51,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
             ))
         }
     };
-    value
-        .checked_mul(mult)
-        .ok_or_else(|| format!("`{s}` is too large"))
+    value.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
 }
 
 /// Renders a duration the way an operator would write it, for messages and the status page.
@@ -84,7 +78,9 @@ mod tests {
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert!(parse_duration("30").unwrap_err().contains("no unit"));
-        assert!(parse_duration("5 parsecs").unwrap_err().contains("unknown duration unit"));
+        assert!(parse_duration("5 parsecs")
+            .unwrap_err()
+            .contains("unknown duration unit"));
         assert!(parse_duration("abc").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("1000000h").unwrap_err().contains("out of range"));

@@ -116,7 +116,8 @@ impl ProxyHttp for Scimitar {
             .cloned();
         ctx.request_id = Some(match id {
             Some(v) => v,
-            None => HeaderValue::from_bytes(&request_id::generate()).map_err(|e| Error::because(ErrorType::InternalError, "request id", e))?,
+            None => HeaderValue::from_bytes(&request_id::generate())
+                .map_err(|e| Error::because(ErrorType::InternalError, "request id", e))?,
         });
 
         let found = self.router.find(method, path(session, ctx));
@@ -140,7 +141,10 @@ impl ProxyHttp for Scimitar {
             .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|n| n > max_body) {
-            let e = ScimError::new(413, format!("request body exceeds this endpoint's limit of {max_body} bytes"));
+            let e = ScimError::new(
+                413,
+                format!("request body exceeds this endpoint's limit of {max_body} bytes"),
+            );
             respond(session, &e).await?;
             return Ok(true);
         }
@@ -166,7 +170,10 @@ impl ProxyHttp for Scimitar {
                 .and_then(|m| self.router.routes.get(m.route))
                 .map_or(u64::MAX, |r| r.max_body);
             if ctx.body_bytes > max {
-                ctx.error = Some(ScimError::new(413, format!("request body exceeds this endpoint's limit of {max} bytes")));
+                ctx.error = Some(ScimError::new(
+                    413,
+                    format!("request body exceeds this endpoint's limit of {max} bytes"),
+                ));
                 return Error::e_explain(ErrorType::HTTPStatus(413), "request body too large");
             }
         }
@@ -189,11 +196,19 @@ impl ProxyHttp for Scimitar {
                 Ok(pool.peer(pick))
             }
             Err(NoServer::NoneHealthy) if ctx.attempts > 0 => {
-                ctx.error = Some(ScimError::new(502, format!("no server of upstream `{}` could take the request ({} tried)", pool.name(), ctx.attempts)));
+                ctx.error = Some(ScimError::new(
+                    502,
+                    format!(
+                        "no server of upstream `{}` could take the request ({} tried)",
+                        pool.name(),
+                        ctx.attempts
+                    ),
+                ));
                 Error::e_explain(ErrorType::HTTPStatus(502), "all servers tried")
             }
             Err(NoServer::NoneHealthy) => {
-                let e = ScimError::new(503, format!("upstream `{}` has no healthy server", pool.name())).retry_after(pool.retry_after_secs());
+                let e = ScimError::new(503, format!("upstream `{}` has no healthy server", pool.name()))
+                    .retry_after(pool.retry_after_secs());
                 ctx.error = Some(e);
                 Error::e_explain(ErrorType::HTTPStatus(503), "no healthy server")
             }
@@ -211,7 +226,11 @@ impl ProxyHttp for Scimitar {
                 Some(q) => format!("{p}?{q}"),
                 None => p.clone(),
             };
-            up.set_uri(target.parse().map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "normalised path", e))?);
+            up.set_uri(
+                target
+                    .parse()
+                    .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "normalised path", e))?,
+            );
         }
         if let Some(ip) = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()) {
             let xff = match up.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
@@ -258,7 +277,13 @@ impl ProxyHttp for Scimitar {
         Ok(())
     }
 
-    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
         if let (Some(pool), Some(pick)) = (self.pool(ctx), ctx.pick) {
             pool.failure(pick.index);
             e.set_retry(policy::retry_after_connect_failure(ctx.attempts, pool.config.retries));
@@ -325,7 +350,9 @@ impl ProxyHttp for Scimitar {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         if log::log_enabled!(target: "scimitar::access", log::Level::Debug) {
             let status = session.response_written().map_or(0, |r| r.status.as_u16());
-            let (class, op) = ctx.route.map_or(("-", "-"), |m| (m.view.class.as_str(), m.view.op.as_str()));
+            let (class, op) = ctx
+                .route
+                .map_or(("-", "-"), |m| (m.view.class.as_str(), m.view.op.as_str()));
             log::debug!(
                 target: "scimitar::access",
                 "{} {} {} class={} op={} upstream={} attempts={} {}ms{}",

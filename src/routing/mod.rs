@@ -53,10 +53,7 @@ impl BasePath {
 
     /// Matches the start of `path`; on success returns the tenant span (if templated) and the
     /// remaining segments. Literal segments compare case-sensitively, as nginx locations do.
-    fn strip<'p>(
-        &self,
-        path: &'p str,
-    ) -> Option<(Option<Span>, impl Iterator<Item = Span> + 'p)> {
+    fn strip<'p>(&self, path: &'p str) -> Option<(Option<Span>, impl Iterator<Item = Span> + 'p)> {
         let mut it = segments(path);
         let mut tenant = None;
         for want in &self.segs {
@@ -130,11 +127,7 @@ impl Router {
             if r.methods != 0 && r.methods & method.bit() == 0 {
                 continue;
             }
-            return Ok(RouteMatch {
-                route: i,
-                view,
-                tenant,
-            });
+            return Ok(RouteMatch { route: i, view, tenant });
         }
         Err(if base_matched {
             NoRoute::Filtered

@@ -184,7 +184,7 @@ pub fn classify(method: Method, path: &str, mut rest: impl Iterator<Item = Span>
     let seg = |s: Option<Span>| s.map(|s| s.of(path));
     let (resource, id, search) = match (seg(first), seg(second), third) {
         (None, _, _) => (ResourceType::Root, None, false),
-        (Some(s), None, None) if s == ".search" => (ResourceType::Root, None, true),
+        (Some(".search"), None, None) => (ResourceType::Root, None, true),
         (Some(a), b, None) => {
             let rt = resource_type(a, first.unwrap_or_default());
             match b {
@@ -280,9 +280,7 @@ fn class_for(rt: ResourceType, op: Operation, m: Method) -> EndpointClass {
         ResourceType::Groups => C::GroupsWrite,
         ResourceType::Me => C::Me,
         ResourceType::Bulk => C::Bulk,
-        ResourceType::ServiceProviderConfig | ResourceType::ResourceTypes | ResourceType::Schemas
-            if read =>
-        {
+        ResourceType::ServiceProviderConfig | ResourceType::ResourceTypes | ResourceType::Schemas if read => {
             C::Discovery
         }
         _ => C::Other,

@@ -69,7 +69,11 @@ impl HealthObserve for LogChanges {
         if healthy {
             log::warn!("upstream {}: server {} is healthy again", self.pool, target.addr);
         } else {
-            log::warn!("upstream {}: server {} failed its health check and left rotation", self.pool, target.addr);
+            log::warn!(
+                "upstream {}: server {} failed its health check and left rotation",
+                self.pool,
+                target.addr
+            );
         }
     }
 }
@@ -84,7 +88,9 @@ impl BackgroundService for HealthService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut tasks = Vec::new();
         for pool in &self.pools {
-            let Some(hc) = pool.config.health_check.as_ref() else { continue };
+            let Some(hc) = pool.config.health_check.as_ref() else {
+                continue;
+            };
             let pool = pool.clone();
             let every: Duration = hc.interval;
             tasks.push(tokio::spawn(async move {

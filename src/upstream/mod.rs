@@ -107,7 +107,11 @@ impl Pool {
         template.options.read_timeout = Some(t.read);
         template.options.write_timeout = Some(t.write);
         // keepalive 0 → do not pool the connection at all.
-        template.options.idle_timeout = Some(if config.keepalive == 0 { std::time::Duration::ZERO } else { t.idle });
+        template.options.idle_timeout = Some(if config.keepalive == 0 {
+            std::time::Duration::ZERO
+        } else {
+            t.idle
+        });
         let max_iterations = config.servers.len() * 2 + 8;
         Pool {
             config,
@@ -152,9 +156,9 @@ impl Pool {
         let pick = |respect_ejection: bool| {
             self.balancer.select_with(key, self.max_iterations, |b, healthy| {
                 healthy
-                    && self.index_of(b).is_some_and(|i| {
-                        tried & bit(i) == 0 && (!respect_ejection || !self.servers[i].is_ejected(now))
-                    })
+                    && self
+                        .index_of(b)
+                        .is_some_and(|i| tried & bit(i) == 0 && (!respect_ejection || !self.servers[i].is_ejected(now)))
             })
         };
         let backend = pick(true).or_else(|| pick(false)).ok_or(NoServer::NoneHealthy)?;

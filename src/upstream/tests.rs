@@ -33,7 +33,9 @@ fn cfg(selection: Selection, servers: &[(u16, usize)]) -> PoolConfig {
 
 #[tokio::test]
 async fn weighted_round_robin_spreads_by_weight() {
-    let pool = Pool::build(cfg(Selection::RoundRobin, &[(1, 1), (2, 3)])).await.unwrap();
+    let pool = Pool::build(cfg(Selection::RoundRobin, &[(1, 1), (2, 3)]))
+        .await
+        .unwrap();
     let mut counts = [0usize; 2];
     for _ in 0..400 {
         counts[pool.select(b"", 0).unwrap().index] += 1;
@@ -43,8 +45,12 @@ async fn weighted_round_robin_spreads_by_weight() {
 
 #[tokio::test]
 async fn consistent_hashing_is_stable_and_moves_only_the_removed_servers_keys() {
-    let four = Pool::build(cfg(Selection::Consistent, &[(1, 1), (2, 1), (3, 1), (4, 1)])).await.unwrap();
-    let three = Pool::build(cfg(Selection::Consistent, &[(1, 1), (2, 1), (3, 1)])).await.unwrap();
+    let four = Pool::build(cfg(Selection::Consistent, &[(1, 1), (2, 1), (3, 1), (4, 1)]))
+        .await
+        .unwrap();
+    let three = Pool::build(cfg(Selection::Consistent, &[(1, 1), (2, 1), (3, 1)]))
+        .await
+        .unwrap();
     let keys: Vec<String> = (0..2000).map(|i| format!("tenant-{i}")).collect();
     let mut per_server = [0usize; 4];
     let mut moved = 0;
@@ -66,7 +72,9 @@ async fn consistent_hashing_is_stable_and_moves_only_the_removed_servers_keys() 
 
 #[tokio::test]
 async fn tried_servers_are_skipped_then_pool_is_exhausted() {
-    let pool = Pool::build(cfg(Selection::Consistent, &[(1, 1), (2, 1), (3, 1)])).await.unwrap();
+    let pool = Pool::build(cfg(Selection::Consistent, &[(1, 1), (2, 1), (3, 1)]))
+        .await
+        .unwrap();
     let first = pool.select(b"k", 0).unwrap();
     let second = pool.select(b"k", bit(first.index)).unwrap();
     assert_ne!(first.index, second.index);
@@ -79,7 +87,9 @@ async fn tried_servers_are_skipped_then_pool_is_exhausted() {
 
 #[tokio::test]
 async fn passively_ejected_server_is_avoided_unless_it_is_the_last() {
-    let pool = Pool::build(cfg(Selection::RoundRobin, &[(1, 1), (2, 1)])).await.unwrap();
+    let pool = Pool::build(cfg(Selection::RoundRobin, &[(1, 1), (2, 1)]))
+        .await
+        .unwrap();
     pool.failure(0);
     pool.failure(0);
     for _ in 0..10 {

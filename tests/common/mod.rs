@@ -59,9 +59,15 @@ pub fn repo() -> PathBuf {
 
 /// The Python venv with scim2-server and scim2-tester (`make venv` creates it).
 pub fn venv_bin(tool: &str) -> PathBuf {
-    let venv = std::env::var("SCIMITAR_VENV").map(PathBuf::from).unwrap_or_else(|_| repo().join(".venv"));
+    let venv = std::env::var("SCIMITAR_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join(".venv"));
     let p = venv.join("bin").join(tool);
-    assert!(p.exists(), "{} is missing: run `make venv` (or `make test`) first", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `make venv` (or `make test`) first",
+        p.display()
+    );
     p
 }
 

@@ -182,7 +182,9 @@ fn handle(
 }
 
 fn echo(name: &str, method: &str, target: &str, headers: &[(String, String)]) -> String {
-    let h: serde_json::Map<String, serde_json::Value> =
-        headers.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+    let h: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
     serde_json::json!({"server": name, "method": method, "target": target, "headers": h}).to_string()
 }

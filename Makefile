@@ -1,0 +1,53 @@
+# scimitar — two commands on a fresh Debian machine: `make run` and `make test`.
+# Each installs what it needs (Debian packages, a Python venv) and is quick when already present.
+
+SHELL    := /bin/bash
+VENV     ?= .venv
+APT_PKGS := cmake pkg-config libssl-dev
+PY_REQS  := scim2-server==0.8.3 scim2-tester==0.5.2 scim2-client==0.13.2 scim2-models==0.12.3 httpx2==2.16.2
+CARGO    ?= cargo
+
+.PHONY: all deps sysdeps venv build release run test lint fmt check clean
+
+all: build
+
+sysdeps:
+	@scripts/ensure-apt.sh $(APT_PKGS)
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: Makefile
+	@test -x $(VENV)/bin/python || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check $(PY_REQS)
+	@touch $@
+
+deps: sysdeps venv
+
+build: sysdeps
+	$(CARGO) build
+
+release: sysdeps
+	$(CARGO) build --release
+
+## make run: the proxy on :8080 in front of two local scim2-server replicas
+run: deps release
+	scripts/run-local.sh
+
+## make test: lint, unit and integration tests (real scim2-server processes on 127.0.0.1)
+test: deps lint
+	SCIMITAR_VENV=$(abspath $(VENV)) $(CARGO) test --all-targets
+
+lint: sysdeps
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt
+
+## make check CONF=file: validate a config like `nginx -t`
+check: build
+	./target/debug/scimitar -t -c $(or $(CONF),conf/scimitar.yaml)
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV)
