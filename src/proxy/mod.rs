@@ -270,7 +270,12 @@ impl ProxyHttp for Scimitar {
         Ok(())
     }
 
-    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        // Upstreams such as scim2-server answer HTTP/1.0; an HTTP/1.1 client gets HTTP/1.1 from
+        // us, as it would from nginx (Pingora already fixes framing when there is no length).
+        if session.req_header().version == http::Version::HTTP_11 {
+            resp.set_version(http::Version::HTTP_11);
+        }
         if let Some(id) = &ctx.request_id {
             resp.insert_header("x-request-id", id.clone())?;
         }

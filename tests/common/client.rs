@@ -7,6 +7,7 @@ use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Response {
+    pub version: String,
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -98,7 +99,13 @@ fn parse(raw: &[u8], head: bool) -> std::io::Result<Response> {
     if chunked && !head {
         body = dechunk(&body);
     }
-    Ok(Response { status, headers, body })
+    let version = status_line.split(' ').next().unwrap_or_default().to_string();
+    Ok(Response {
+        version,
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
