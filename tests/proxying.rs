@@ -34,7 +34,10 @@ fn every_scim_operation_is_proxied() {
     // create: Location must name the proxy (Host passed through), not the upstream
     let r = px.send("POST", "/v2/Users", &[], Some(USER));
     assert_eq!(r.status, 201, "{}", r.text());
-    assert_eq!(r.version, "HTTP/1.1", "scim2-server's HTTP/1.0 answer reaches an HTTP/1.1 client as 1.1");
+    assert_eq!(
+        r.version, "HTTP/1.1",
+        "scim2-server's HTTP/1.0 answer reaches an HTTP/1.1 client as 1.1"
+    );
     let id = r.json()["id"].as_str().unwrap().to_string();
     let loc = r.header("location").unwrap();
     assert_eq!(loc, format!("http://{}/v2/Users/{id}", px.addr));
