@@ -35,7 +35,7 @@ run: deps release
 
 ## make test: lint, unit and integration tests (real scim2-server processes on 127.0.0.1)
 test: deps lint
-	SCIMITAR_VENV=$(abspath $(VENV)) $(CARGO) test --all-targets
+	SCIMITAR_VENV=$(abspath $(VENV)) $(CARGO) test --all-targets -- --nocapture
 
 lint: sysdeps
 	$(CARGO) fmt --check
