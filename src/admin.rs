@@ -7,11 +7,15 @@ use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use crate::config::units::fmt_duration;
+use crate::ratelimit::Limiter;
 use crate::upstream::Pool;
 
 pub struct Admin {
     pub pools: Vec<Arc<Pool>>,
+    pub limiter: Arc<Limiter>,
 }
 
 impl Admin {
@@ -42,10 +46,31 @@ impl Admin {
                         "path": h.path, "interval": fmt_duration(h.interval), "rise": h.rise, "fall": h.fall,
                     })),
                     "servers": servers,
+                    "pins": p.pins.len(),
+                    "overload": p.admission.as_ref().map(|a| serde_json::json!({
+                        "inflight": a.inflight(), "waiting": a.waiting(), "shed": a.shed.load(Relaxed),
+                    })),
                 })
             })
             .collect();
-        serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "pools": pools })
+        let policies: Vec<serde_json::Value> = self
+            .limiter
+            .policies
+            .iter()
+            .map(|s| serde_json::json!({"name": s.policy.name, "local_keys": s.local.keys()}))
+            .collect();
+        let redis = self.limiter.redis.as_ref().map(|r| {
+            serde_json::json!({
+                "up": r.is_up(),
+                "shared_decisions": r.shared.load(Relaxed),
+                "local_fallbacks": r.fallbacks.load(Relaxed),
+            })
+        });
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "pools": pools,
+            "rate_limits": {"policies": policies, "redis": redis},
+        })
     }
 }
 

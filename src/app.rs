@@ -12,7 +12,9 @@ use pingora::services::listening::Service;
 
 use crate::admin::Admin;
 use crate::config::Config;
+use crate::keys::KeyHasher;
 use crate::proxy::Scimitar;
+use crate::ratelimit::{Housekeeping, Limiter, RedisStore};
 use crate::routing::Router;
 use crate::upstream::{HealthService, Pool};
 
@@ -32,17 +34,28 @@ pub fn build_pools(cfg: &Config) -> Result<Vec<Arc<Pool>>, String> {
         .collect()
 }
 
+/// The rate limiter; with `store: redis` it connects lazily, from the first decision on.
+pub fn build_limiter(cfg: &Config) -> Result<Limiter, String> {
+    let redis = match &cfg.rate_limits.redis {
+        Some(r) => Some(Arc::new(RedisStore::new(r.clone())?)),
+        None => None,
+    };
+    Ok(Limiter::new(cfg.rate_limits.policies.clone(), redis))
+}
+
 /// Boots Pingora with the config and never returns while the server runs.
 pub fn run(mut opt: Opt, cfg: Config) -> Result<(), String> {
     // The SCIM config file is ours; Pingora gets its settings from the `server` section.
     opt.conf = None;
     let pools = build_pools(&cfg)?;
+    let limiter = Arc::new(build_limiter(&cfg)?);
     let Config {
         server: server_conf,
         listeners,
         admin,
         tenancy,
         routes,
+        key_secret,
         ..
     } = cfg;
     let mut server = Server::new_with_opt_and_conf(opt, server_conf);
@@ -52,6 +65,8 @@ pub fn run(mut opt: Opt, cfg: Config) -> Result<(), String> {
         router: Router::new(routes),
         pools: pools.clone(),
         tenancy,
+        limiter: limiter.clone(),
+        hasher: KeyHasher::new(&key_secret),
     };
     let mut proxy = http_proxy_service_with_name(&server.configuration, app, "scimitar");
     for l in &listeners {
@@ -61,11 +76,22 @@ pub fn run(mut opt: Opt, cfg: Config) -> Result<(), String> {
     server.add_service(proxy);
 
     if let Some(a) = admin {
-        let mut svc = Service::new("admin".to_string(), HttpServer::new_app(Admin { pools: pools.clone() }));
+        let admin_app = Admin {
+            pools: pools.clone(),
+            limiter: limiter.clone(),
+        };
+        let mut svc = Service::new("admin".to_string(), HttpServer::new_app(admin_app));
         svc.add_tcp(&a.address);
         log::info!("admin on {}", a.address);
         server.add_service(svc);
     }
     server.add_service(background_service("health checks", HealthService { pools }));
+    if !limiter.policies.is_empty() {
+        let hk = Housekeeping {
+            limiter,
+            every: std::time::Duration::from_secs(10),
+        };
+        server.add_service(background_service("rate limit housekeeping", hk));
+    }
     server.run_forever()
 }

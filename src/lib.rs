@@ -9,15 +9,23 @@
 //! - [`scim`]: protocol knowledge — path normalisation, classification, SCIM error bodies.
 //! - [`routing`]: base-path templates and first-match routes → pool.
 //! - [`upstream`]: pools, selection (round robin / Ketama), active and passive health.
+//! - [`keys`]: request keys (tenant, token, client IP, header, id, class) → keyed hashes.
+//! - [`affinity`]: read-your-writes pinning on top of consistent hashing.
+//! - [`ratelimit`]: GCRA policies, local (`governor`) or shared on Redis with local fallback.
+//! - [`overload`]: per-pool in-flight cap, bounded queue, tenant fairness.
 //! - [`proxy`]: the thin Pingora `ProxyHttp` glue and its pure policies (retries, errors).
 //! - [`admin`]: `/healthz` and `/status` on the admin listener.
 //! - [`app`]: wires services together and boots Pingora; `main.rs` is the CLI.
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod affinity;
 pub mod app;
 pub mod config;
+pub mod keys;
+pub mod overload;
 pub mod proxy;
+pub mod ratelimit;
 pub mod routing;
 pub mod scim;
 pub mod upstream;

@@ -9,10 +9,24 @@ use serde_yaml::{Mapping, Value};
 
 use super::reader::{self as r, join, Problems};
 use super::*;
+use crate::affinity::Affinity;
+use crate::keys::KeySource;
+use crate::overload::OverloadConfig;
+use crate::ratelimit::{Policy, Rate, RedisConfig};
 use crate::routing::{BasePath, Route};
 use crate::scim::{EndpointClass, Method};
 
-const TOP: &[&str] = &["server", "listeners", "admin", "tenancy", "upstreams", "routes"];
+const TOP: &[&str] = &[
+    "server",
+    "listeners",
+    "admin",
+    "tenancy",
+    "upstreams",
+    "routes",
+    "rate_limits",
+    "redis",
+    "key_secret",
+];
 const POOL: &[&str] = &[
     "servers",
     "selection",
@@ -22,11 +36,28 @@ const POOL: &[&str] = &[
     "keepalive",
     "retries",
     "preserve_host",
+    "max_inflight",
+    "queue",
+    "queue_timeout",
+    "tenant_share",
 ];
 const HEALTH: &[&str] = &["path", "interval", "timeout", "expect_status", "rise", "fall", "host"];
 const PASSIVE: &[&str] = &["max_fails", "eject_for", "count_5xx"];
 const TIMEOUTS: &[&str] = &["connect", "read", "write", "idle"];
-const ROUTE: &[&str] = &["name", "base_path", "classes", "methods", "upstream", "max_body"];
+const ROUTE: &[&str] = &[
+    "name",
+    "base_path",
+    "classes",
+    "methods",
+    "upstream",
+    "max_body",
+    "affinity",
+    "rate_limits",
+];
+const AFFINITY: &[&str] = &["key", "pin_after_write"];
+const LIMITS: &[&str] = &["store", "policies"];
+const POLICY: &[&str] = &["key", "rate", "burst", "classes"];
+const REDIS: &[&str] = &["url", "timeout", "prefix", "backoff"];
 
 /// nginx's `client_max_body_size` default, so a drop-in replacement behaves the same.
 pub const DEFAULT_MAX_BODY: u64 = 1 << 20;
@@ -50,7 +81,9 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
         })
     });
     let tenancy_v = r::get(top, "tenancy");
-    let routes = routes(&mut p, top, &upstreams);
+    let rate_limits = rate_limits(&mut p, top);
+    let routes = routes(&mut p, top, &upstreams, &rate_limits);
+    let key_secret = r::opt(&mut p, top, "", "key_secret", "scimitar".to_string(), r::string);
     let tenancy = tenancy(&mut p, tenancy_v, &routes);
 
     if let (Some(a), true) = (&admin, !listeners.is_empty()) {
@@ -73,6 +106,8 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
             tenancy,
             upstreams,
             routes,
+            rate_limits,
+            key_secret,
         }),
         _ => Err(p),
     }
@@ -319,6 +354,7 @@ fn pool(p: &mut Problems, at: &str, name: &str, v: &Value) -> Option<PoolConfig>
     let keepalive = r::opt(p, m, at, "keepalive", 32, |p, path, v| r::uint(p, path, v, 0, 65_536)) as usize;
     let retries = r::opt(p, m, at, "retries", 2, |p, path, v| r::uint(p, path, v, 0, 16)) as usize;
     let preserve_host = r::opt(p, m, at, "preserve_host", true, r::boolean);
+    let overload = overload(p, at, m);
     // Returned even with no valid server, so routes naming this pool do not also fail.
     Some(PoolConfig {
         name: name.to_string(),
@@ -330,6 +366,39 @@ fn pool(p: &mut Problems, at: &str, name: &str, v: &Value) -> Option<PoolConfig>
         keepalive,
         retries,
         preserve_host,
+        overload,
+    })
+}
+
+fn overload(p: &mut Problems, at: &str, m: &Mapping) -> Option<OverloadConfig> {
+    if r::get(m, "max_inflight").is_none() {
+        for k in ["queue", "queue_timeout", "tenant_share"] {
+            if r::get(m, k).is_some() {
+                p.add(
+                    &join(at, k),
+                    "only applies with `max_inflight`; set it or remove this key",
+                );
+            }
+        }
+    }
+    let max = r::get(m, "max_inflight").and_then(|v| r::uint(p, &join(at, "max_inflight"), v, 1, 1_000_000))?;
+    let queue = r::opt(p, m, at, "queue", 100, |p, path, v| r::uint(p, path, v, 0, 1_000_000)) as usize;
+    let queue_timeout = r::opt(p, m, at, "queue_timeout", Duration::from_secs(2), r::duration);
+    let tenant_share = r::get(m, "tenant_share").and_then(|v| {
+        let path = join(at, "tenant_share");
+        match v.as_f64() {
+            Some(f) if f > 0.0 && f <= 1.0 => Some(f),
+            _ => {
+                p.add(&path, "must be a fraction above 0 and at most 1, e.g. `0.5`");
+                None
+            }
+        }
+    });
+    Some(OverloadConfig {
+        max_inflight: max as usize,
+        queue,
+        queue_timeout,
+        tenant_share,
     })
 }
 
@@ -448,7 +517,7 @@ fn timeouts(p: &mut Problems, at: &str, pool: &Mapping) -> Timeouts {
     t
 }
 
-fn routes(p: &mut Problems, top: &Mapping, pools: &[PoolConfig]) -> Vec<Route> {
+fn routes(p: &mut Problems, top: &Mapping, pools: &[PoolConfig], limits: &RateLimits) -> Vec<Route> {
     let mut out = Vec::new();
     let Some(list) = r::req(
         p,
@@ -478,25 +547,7 @@ fn routes(p: &mut Problems, top: &Mapping, pools: &[PoolConfig]) -> Vec<Route> {
                 BasePath::parse(&s).map_err(|e| p.add(path, e)).ok()
             },
         );
-        let classes = r::opt(p, m, &at, "classes", 0u16, |p, path, v| {
-            let list = r::list(p, path, v)?;
-            let mut bits = 0;
-            for (j, c) in list.iter().enumerate() {
-                let cat = r::index(path, j);
-                let Some(s) = r::string(p, &cat, c) else { continue };
-                match EndpointClass::parse(&s) {
-                    Some(c) => bits |= c.bit(),
-                    None => {
-                        let known: Vec<&str> = EndpointClass::ALL.iter().map(|c| c.as_str()).collect();
-                        p.add(
-                            &cat,
-                            format!("`{s}` is not an endpoint class; use one of {}", known.join(", ")),
-                        );
-                    }
-                }
-            }
-            Some(bits)
-        });
+        let classes = r::opt(p, m, &at, "classes", 0u16, class_bits);
         let methods = r::opt(p, m, &at, "methods", 0u16, |p, path, v| {
             let list = r::list(p, path, v)?;
             let mut bits = 0;
@@ -534,7 +585,41 @@ fn routes(p: &mut Problems, top: &Mapping, pools: &[PoolConfig]) -> Vec<Route> {
                 idx
             },
         );
-        let max_body = r::opt(p, m, &at, "max_body", DEFAULT_MAX_BODY, r::size);
+        let max_body = r::opt(p, m, &at, "max_body", [DEFAULT_MAX_BODY; 9], max_body);
+        let affinity = r::get(m, "affinity").and_then(|v| affinity(p, &join(&at, "affinity"), v));
+        if let (Some(_), Some(u)) = (&affinity, upstream.and_then(|i| pools.get(i))) {
+            if u.selection != Selection::Consistent {
+                p.add(
+                    &join(&at, "affinity"),
+                    format!(
+                        "needs a consistent-hash pool; set `upstreams.{}.selection: consistent`",
+                        u.name
+                    ),
+                );
+            }
+        }
+        let limits_v = r::opt(p, m, &at, "rate_limits", Vec::new(), |p, path, v| {
+            let list = r::list(p, path, v)?;
+            let mut idx = Vec::new();
+            for (j, n) in list.iter().enumerate() {
+                let nat = r::index(path, j);
+                let Some(name) = r::string(p, &nat, n) else { continue };
+                match limits.policies.iter().position(|x| x.name == name) {
+                    Some(i) => idx.push(i),
+                    None => {
+                        let names: Vec<&str> = limits.policies.iter().map(|x| x.name.as_str()).collect();
+                        p.add(
+                            &nat,
+                            format!(
+                                "no policy `{name}` in rate_limits.policies (defined: {})",
+                                names.join(", ")
+                            ),
+                        );
+                    }
+                }
+            }
+            Some(idx)
+        });
         if let (Some(base), Some(upstream)) = (base, upstream) {
             out.push(Route {
                 name,
@@ -543,8 +628,183 @@ fn routes(p: &mut Problems, top: &Mapping, pools: &[PoolConfig]) -> Vec<Route> {
                 methods,
                 upstream,
                 max_body,
+                affinity,
+                limits: limits_v,
             });
         }
     }
     out
+}
+
+/// `max_body: 1MiB`, or per class: `max_body: {default: 1MiB, bulk: 4MiB}`.
+fn max_body(p: &mut Problems, path: &str, v: &Value) -> Option<[u64; 9]> {
+    if !v.is_mapping() {
+        return r::size(p, path, v).map(|n| [n; 9]);
+    }
+    let mut keys: Vec<&str> = vec!["default"];
+    keys.extend(EndpointClass::ALL.iter().map(|c| c.as_str()));
+    let m = r::map(p, path, v, &keys)?;
+    let default = r::opt(p, m, path, "default", DEFAULT_MAX_BODY, r::size);
+    let mut out = [default; 9];
+    for c in EndpointClass::ALL {
+        if let Some(n) = r::get(m, c.as_str()).and_then(|x| r::size(p, &join(path, c.as_str()), x)) {
+            out[c as usize] = n;
+        }
+    }
+    Some(out)
+}
+
+fn key_sources(p: &mut Problems, path: &str, v: &Value) -> Option<Vec<KeySource>> {
+    // A single source may be written without the list.
+    let items: Vec<(String, &Value)> = match v {
+        Value::Sequence(s) => s.iter().enumerate().map(|(i, x)| (r::index(path, i), x)).collect(),
+        other => vec![(path.to_string(), other)],
+    };
+    let mut out = Vec::new();
+    for (at, x) in items {
+        let Some(s) = r::string(p, &at, x) else { continue };
+        match KeySource::parse(&s) {
+            Ok(k) => out.push(k),
+            Err(e) => p.add(&at, e),
+        }
+    }
+    if out.is_empty() {
+        p.add(path, "list at least one key source, e.g. `[token, tenant]`");
+        return None;
+    }
+    Some(out)
+}
+
+fn affinity(p: &mut Problems, at: &str, v: &Value) -> Option<Affinity> {
+    let m = r::map(p, at, v, AFFINITY)?;
+    let sources = r::req(
+        p,
+        m,
+        at,
+        "key",
+        "list the key sources in order, e.g. `[token, tenant, client_ip]`",
+        key_sources,
+    )?;
+    let pin_after_write = r::get(m, "pin_after_write").and_then(|v| r::duration(p, &join(at, "pin_after_write"), v));
+    Some(Affinity {
+        sources,
+        pin_after_write: pin_after_write.filter(|d| !d.is_zero()),
+    })
+}
+
+fn rate_limits(p: &mut Problems, top: &Mapping) -> RateLimits {
+    let mut out = RateLimits::default();
+    let redis_cfg = r::get(top, "redis").and_then(|v| redis(p, v));
+    let Some(v) = r::get(top, "rate_limits") else {
+        return out;
+    };
+    let Some(m) = r::map(p, "rate_limits", v, LIMITS) else {
+        return out;
+    };
+    let store = r::opt(p, m, "rate_limits", "store", "local".to_string(), r::string);
+    match store.as_str() {
+        "local" => {}
+        "redis" => {
+            if redis_cfg.is_none() && r::get(top, "redis").is_none() {
+                p.add(
+                    "rate_limits.store",
+                    "`redis` needs a top-level `redis: {url: redis://HOST:6379}` section",
+                );
+            }
+            out.redis = redis_cfg;
+        }
+        other => p.add(
+            "rate_limits.store",
+            format!("`{other}` is not a store; use local or redis"),
+        ),
+    }
+    let Some(pv) = r::get(m, "policies") else {
+        p.add(
+            "rate_limits.policies",
+            "missing; name at least one policy, e.g. `policies: {per-tenant: {key: [tenant], rate: 20/s, burst: 40}}`",
+        );
+        return out;
+    };
+    let Some(policies) = pv.as_mapping() else {
+        p.add("rate_limits.policies", "expected a mapping of policy name → policy");
+        return out;
+    };
+    for (k, v) in policies {
+        let Some(name) = k.as_str() else { continue };
+        let at = join("rate_limits.policies", name);
+        let Some(pm) = r::map(p, &at, v, POLICY) else { continue };
+        let key = r::req(
+            p,
+            pm,
+            &at,
+            "key",
+            "list the key sources, e.g. `[tenant, class]`",
+            key_sources,
+        );
+        let rate = r::req(
+            p,
+            pm,
+            &at,
+            "rate",
+            "give a rate such as `20/s` or `600/m`",
+            |p, path, v| {
+                let s = r::string(p, path, v)?;
+                Rate::parse(&s).map_err(|e| p.add(path, e)).ok()
+            },
+        );
+        let burst = r::opt(p, pm, &at, "burst", 0, |p, path, v| r::uint(p, path, v, 1, 1_000_000)) as u32;
+        let classes = r::opt(p, pm, &at, "classes", 0u16, class_bits);
+        if let (Some(key), Some(rate)) = (key, rate) {
+            out.policies.push(Policy {
+                name: name.to_string(),
+                key,
+                rate,
+                // Default burst: one second's worth at the sustained rate, at least 1.
+                burst: if burst == 0 {
+                    ((rate.count as u64 * 1000 / rate.window.as_millis().max(1) as u64) as u32).max(1)
+                } else {
+                    burst
+                },
+                classes,
+            });
+        }
+    }
+    out
+}
+
+fn class_bits(p: &mut Problems, path: &str, v: &Value) -> Option<u16> {
+    let list = r::list(p, path, v)?;
+    let mut bits = 0;
+    for (j, c) in list.iter().enumerate() {
+        let cat = r::index(path, j);
+        let Some(s) = r::string(p, &cat, c) else { continue };
+        match EndpointClass::parse(&s) {
+            Some(c) => bits |= c.bit(),
+            None => {
+                let known: Vec<&str> = EndpointClass::ALL.iter().map(|c| c.as_str()).collect();
+                p.add(
+                    &cat,
+                    format!("`{s}` is not an endpoint class; use one of {}", known.join(", ")),
+                );
+            }
+        }
+    }
+    Some(bits)
+}
+
+fn redis(p: &mut Problems, v: &Value) -> Option<RedisConfig> {
+    let m = r::map(p, "redis", v, REDIS)?;
+    let url = r::req(p, m, "redis", "url", "give e.g. `redis://127.0.0.1:6379`", r::string)?;
+    if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://")) {
+        p.add(
+            "redis.url",
+            format!("`{url}` must start with redis://, rediss:// or unix://"),
+        );
+    }
+    Some(RedisConfig {
+        url,
+        timeout: r::opt(p, m, "redis", "timeout", Duration::from_millis(50), r::duration),
+        prefix: r::opt(p, m, "redis", "prefix", "scimitar".to_string(), r::string),
+        backoff: r::opt(p, m, "redis", "backoff", Duration::from_secs(1), r::duration),
+    })
 }

@@ -26,6 +26,16 @@ pub struct Config {
     pub tenancy: Tenancy,
     pub upstreams: Vec<PoolConfig>,
     pub routes: Vec<Route>,
+    pub rate_limits: RateLimits,
+    /// Secret for the keyed hash of affinity and limit keys (tokens are never kept raw).
+    pub key_secret: String,
+}
+
+/// The `rate_limits` section (and `redis` when the store is shared).
+#[derive(Debug, Clone, Default)]
+pub struct RateLimits {
+    pub policies: Vec<crate::ratelimit::Policy>,
+    pub redis: Option<crate::ratelimit::RedisConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +115,8 @@ pub struct PoolConfig {
     pub retries: usize,
     /// Pass the client's Host header upstream (so `Location` URLs stay right).
     pub preserve_host: bool,
+    /// Concurrency cap and queue; `None` means unlimited.
+    pub overload: Option<crate::overload::OverloadConfig>,
 }
 
 /// Loads and validates a config file; on failure every problem is listed.

@@ -66,8 +66,8 @@ fn good_file_builds_the_runtime_model() {
     assert!(u.passive.count_5xx);
     assert_eq!(u.timeouts.idle, Duration::from_secs(60));
     assert_eq!(c.routes.len(), 2);
-    assert_eq!(c.routes[0].max_body, 2 << 20);
-    assert_eq!(c.routes[1].max_body, build::DEFAULT_MAX_BODY);
+    assert_eq!(c.routes[0].max_body, [2 << 20; 9]);
+    assert_eq!(c.routes[1].max_body, [build::DEFAULT_MAX_BODY; 9]);
     assert_eq!(c.routes[1].name, "routes[1]");
 }
 
@@ -184,4 +184,115 @@ fn duplicate_addresses_are_rejected() {
         got[0].starts_with("admin.address: 127.0.0.1:8080 is also a listener"),
         "{got:?}"
     );
+}
+
+const POLICIES: &str = r#"
+key_secret: s3cret
+redis:
+  url: redis://127.0.0.1:6379
+  timeout: 20ms
+rate_limits:
+  store: redis
+  policies:
+    tenant-writes: {key: [tenant, class], rate: 600/m, burst: 180, classes: [users.write, groups.write]}
+    bulk: {key: tenant, rate: 10/m}
+    per-ip: {key: [client_ip], rate: 50/s}
+"#;
+
+#[test]
+fn affinity_limits_overload_and_class_sizes_build() {
+    let text =
+        GOOD.replace(
+            "    retries: 1
+",
+            "    retries: 1
+    max_inflight: 64
+    queue: 200
+    queue_timeout: 2s
+    tenant_share: 0.5
+",
+        )
+        .replace(
+            "  - base_path: /{tenant}/scim/v2
+    upstream: scim
+",
+            "  - base_path: /{tenant}/scim/v2
+    upstream: scim
+    affinity: {key: [token, tenant], pin_after_write: 30s}
+    rate_limits: [tenant-writes, per-ip]
+    max_body: {default: 512KiB, bulk: 4MiB}
+",
+        ) + POLICIES;
+    let c = from_str_with_env(&text, |_| None).unwrap();
+    assert_eq!(c.key_secret, "s3cret");
+    let o = c.upstreams[0].overload.as_ref().unwrap();
+    assert_eq!((o.max_inflight, o.queue, o.tenant_share), (64, 200, Some(0.5)));
+    let r = &c.routes[1];
+    let a = r.affinity.as_ref().unwrap();
+    assert_eq!(
+        a.sources,
+        [crate::keys::KeySource::Token, crate::keys::KeySource::Tenant]
+    );
+    assert_eq!(a.pin_after_write, Some(Duration::from_secs(30)));
+    assert_eq!(r.limits, [0, 2]);
+    assert_eq!(r.max_body_for(crate::scim::EndpointClass::Bulk), 4 << 20);
+    assert_eq!(r.max_body_for(crate::scim::EndpointClass::UsersWrite), 512 << 10);
+    let p = &c.rate_limits.policies;
+    assert_eq!(p.len(), 3);
+    assert_eq!(p[0].burst, 180);
+    assert_eq!(p[1].burst, 1, "default burst: one second at 10/m, at least 1");
+    assert_eq!(p[2].burst, 50);
+    assert_ne!(p[0].classes, 0);
+    let redis = c.rate_limits.redis.as_ref().unwrap();
+    assert_eq!(redis.timeout, Duration::from_millis(20));
+}
+
+#[test]
+fn policy_mistakes_are_named() {
+    let text = GOOD
+        .replace("selection: consistent", "selection: round_robin")
+        .replace(
+            "    retries: 1
+",
+            "    retries: 1
+    queue: 10
+",
+        )
+        .replace(
+            "  - base_path: /{tenant}/scim/v2
+    upstream: scim
+",
+            "  - base_path: /{tenant}/scim/v2
+    upstream: scim
+    affinity: {key: [tokn]}
+    rate_limits: [nope]
+  - base_path: /x
+    upstream: scim
+    affinity: {key: tenant}
+",
+        )
+        + "rate_limits:
+  store: redis
+  policies:
+    a: {key: [tenant], rate: 10}
+";
+    let got = problems(&text);
+    let want = [
+        "upstreams.scim.queue: only applies with `max_inflight`",
+        "routes[1].affinity.key[0]: `tokn` is not a key source",
+        "routes[1].rate_limits[0]: no policy `nope` in rate_limits.policies (defined: )",
+        "routes[2].affinity: needs a consistent-hash pool; set `upstreams.scim.selection: consistent`",
+        "rate_limits.store: `redis` needs a top-level `redis:",
+        "rate_limits.policies.a.rate: `10` is not a rate",
+    ];
+    for w in want {
+        assert!(got.iter().any(|g| g.starts_with(w)), "missing {w:?} in {got:#?}");
+    }
+    // routes[1].affinity.key had no valid source left: that is reported too.
+    assert!(
+        got.iter()
+            .any(|g| g.starts_with("routes[1].affinity.key: list at least one")),
+        "{got:#?}"
+    );
+    assert_eq!(got.len(), want.len() + 1, "{got:#?}");
 }

@@ -1,5 +1,5 @@
 //! The Pingora `ProxyHttp` glue. Each hook asks a pure function (routing, classification,
-//! [`policy`], the pool) and applies the answer; no decisions are made here.
+//! [`policy`], keys, limits, the pool) and applies the answer; no decisions are made here.
 
 pub mod policy;
 pub mod request_id;
@@ -16,17 +16,22 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
 use crate::config::Tenancy;
-use crate::routing::{NoRoute, RouteMatch, Router};
+use crate::keys::{Facts, KeyHasher, KeySource};
+use crate::overload::Permit;
+use crate::ratelimit::{self, Limiter};
+use crate::routing::{NoRoute, Route, RouteMatch, Router};
 use crate::scim::error::{default_detail, ScimError};
 use crate::scim::path::{needs_normalizing, normalize};
 use crate::scim::Method;
-use crate::upstream::{bit, NoServer, Pick, Pool};
+use crate::upstream::{bit, now_ms, NoServer, Pick, Pool};
 
 /// Everything the proxy needs at request time, built once from the config.
 pub struct Scimitar {
     pub router: Router,
     pub pools: Vec<Arc<Pool>>,
     pub tenancy: Tenancy,
+    pub limiter: Arc<Limiter>,
+    pub hasher: KeyHasher,
 }
 
 /// Per-request state.
@@ -43,6 +48,12 @@ pub struct Ctx {
     /// A specific answer for `fail_to_proxy` (status, detail, Retry-After).
     pub error: Option<ScimError>,
     pub body_bytes: u64,
+    /// The affinity key hash, when the route has an affinity policy.
+    pub affinity_key: Option<u64>,
+    /// The pool slot this request holds (overload protection); freed when the request ends.
+    pub permit: Option<Permit>,
+    /// `RateLimit-Policy` and `RateLimit` values for limited routes.
+    pub rate_headers: Option<(String, String)>,
 }
 
 fn path<'a>(session: &'a Session, ctx: &'a Ctx) -> &'a str {
@@ -53,9 +64,12 @@ fn path<'a>(session: &'a Session, ctx: &'a Ctx) -> &'a str {
 
 /// Writes a SCIM error answer from a request filter. The connection stays open only when no
 /// unread request body could be left on it.
-pub async fn respond(session: &mut Session, err: &ScimError) -> Result<()> {
+pub async fn respond(session: &mut Session, err: &ScimError, extra: &[(&'static str, &str)]) -> Result<()> {
     let body = err.body();
-    let header = err.header(body.len())?;
+    let mut header = err.header(body.len())?;
+    for (k, v) in extra {
+        header.insert_header(*k, *v)?;
+    }
     let has_body = session.req_header().headers.contains_key("content-length")
         || session.req_header().headers.contains_key("transfer-encoding");
     if has_body {
@@ -66,10 +80,12 @@ pub async fn respond(session: &mut Session, err: &ScimError) -> Result<()> {
 }
 
 impl Scimitar {
+    fn route(&self, ctx: &Ctx) -> Option<&Route> {
+        self.router.routes.get(ctx.route.as_ref()?.route)
+    }
+
     fn pool(&self, ctx: &Ctx) -> Option<&Pool> {
-        let route = ctx.route.as_ref()?;
-        let r = self.router.routes.get(route.route)?;
-        self.pools.get(r.upstream).map(|p| p.as_ref())
+        self.pools.get(self.route(ctx)?.upstream).map(|p| p.as_ref())
     }
 
     fn tenant<'a>(&self, session: &'a Session, ctx: &'a Ctx) -> Option<&'a [u8]> {
@@ -81,6 +97,76 @@ impl Scimitar {
             }
             Tenancy::Header(h) => session.req_header().headers.get(h.as_str()).map(|v| v.as_bytes()),
         }
+    }
+
+    fn facts<'a>(&self, session: &'a Session, ctx: &'a Ctx, m: &RouteMatch) -> Facts<'a> {
+        let req = session.req_header();
+        Facts {
+            tenant: self.tenant(session, ctx),
+            authorization: req.headers.get("authorization").map(|v| v.as_bytes()),
+            client_ip: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
+            headers: &req.headers,
+            id: m.view.id.map(|s| s.of(path(session, ctx)).as_bytes()),
+            class: m.view.class,
+        }
+    }
+
+    /// Runs the route's rate-limit policies; `Some(answer)` when one refuses.
+    async fn check_limits(&self, session: &Session, ctx: &mut Ctx, m: &RouteMatch, route: &Route) -> Option<ScimError> {
+        if route.limits.is_empty() {
+            return None;
+        }
+        let mut policy_hdr = String::new();
+        let mut limit_hdr = String::new();
+        let mut refused = None;
+        for &i in &route.limits {
+            let Some(state) = self.limiter.policies.get(i) else {
+                continue;
+            };
+            let p = &state.policy;
+            if p.classes != 0 && p.classes & m.view.class.bit() == 0 {
+                continue;
+            }
+            let key = self.hasher.combined(&p.key, &self.facts(session, ctx, m));
+            let Some(d) = self.limiter.check(i, key).await else {
+                continue;
+            };
+            for (hdr, item) in [
+                (&mut policy_hdr, ratelimit::policy_item(p)),
+                (&mut limit_hdr, ratelimit::limit_item(p, &d)),
+            ] {
+                if !hdr.is_empty() {
+                    hdr.push_str(", ");
+                }
+                hdr.push_str(&item);
+            }
+            if !d.allowed {
+                refused = Some(
+                    ScimError::new(
+                        429,
+                        format!(
+                            "rate limit `{}` exceeded ({}/{}s)",
+                            p.name,
+                            p.rate.count,
+                            p.rate.window.as_secs().max(1)
+                        ),
+                    )
+                    .retry_after(d.retry_after_secs()),
+                );
+                break;
+            }
+        }
+        if !policy_hdr.is_empty() {
+            ctx.rate_headers = Some((policy_hdr, limit_hdr));
+        }
+        refused
+    }
+}
+
+fn rate_header_pairs(ctx: &Ctx) -> Vec<(&'static str, &str)> {
+    match &ctx.rate_headers {
+        Some((p, l)) => vec![("ratelimit-policy", p.as_str()), ("ratelimit", l.as_str())],
+        None => Vec::new(),
     }
 }
 
@@ -99,6 +185,9 @@ impl ProxyHttp for Scimitar {
             attempts: 0,
             error: None,
             body_bytes: 0,
+            affinity_key: None,
+            permit: None,
+            rate_headers: None,
         }
     }
 
@@ -120,20 +209,24 @@ impl ProxyHttp for Scimitar {
                 .map_err(|e| Error::because(ErrorType::InternalError, "request id", e))?,
         });
 
-        let found = self.router.find(method, path(session, ctx));
-        let m = match found {
+        let m = match self.router.find(method, path(session, ctx)) {
             Ok(m) => m,
             Err(why) => {
                 let detail = match why {
                     NoRoute::NotScim => "no SCIM endpoint at this path",
                     NoRoute::Filtered => "no route accepts this method and endpoint",
                 };
-                respond(session, &ScimError::new(404, detail)).await?;
+                respond(session, &ScimError::new(404, detail), &[]).await?;
                 return Ok(true);
             }
         };
         ctx.route = Some(m);
-        let max_body = self.router.routes.get(m.route).map_or(u64::MAX, |r| r.max_body);
+        let Some(route) = self.router.routes.get(m.route) else {
+            return Error::e_explain(ErrorType::InternalError, "route index");
+        };
+
+        // 1. Size: refuse before anything reaches an upstream.
+        let max_body = route.max_body_for(m.view.class);
         let declared = session
             .req_header()
             .headers
@@ -145,9 +238,51 @@ impl ProxyHttp for Scimitar {
                 413,
                 format!("request body exceeds this endpoint's limit of {max_body} bytes"),
             );
-            respond(session, &e).await?;
+            respond(session, &e, &[]).await?;
             return Ok(true);
         }
+
+        // 2. Rate limits: 429 with an exact Retry-After.
+        if let Some(e) = self.check_limits(session, ctx, &m, route).await {
+            respond(session, &e, &rate_header_pairs(ctx)).await?;
+            return Ok(true);
+        }
+
+        // 3. Affinity key (used by upstream_peer and for pins after writes).
+        if let Some(a) = &route.affinity {
+            let facts = self.facts(session, ctx, &m);
+            let key = self
+                .hasher
+                .first_present(&a.sources, &facts)
+                .or_else(|| self.hasher.first_present(&[KeySource::ClientIp], &facts));
+            ctx.affinity_key = key;
+        }
+
+        // 4. Overload: take a pool slot, wait in the bounded queue, or be shed with 503.
+        if let Some(adm) = self.pools.get(route.upstream).and_then(|p| p.admission.as_ref()) {
+            let tenant = self.tenant(session, ctx).map(|t| {
+                self.hasher.combined(
+                    &[KeySource::Tenant],
+                    &Facts {
+                        tenant: Some(t),
+                        authorization: None,
+                        client_ip: None,
+                        headers: &session.req_header().headers,
+                        id: None,
+                        class: m.view.class,
+                    },
+                )
+            });
+            match adm.admit(tenant).await {
+                Ok(p) => ctx.permit = Some(p),
+                Err(shed) => {
+                    let e = ScimError::new(503, shed.detail()).retry_after(adm.retry_after_secs());
+                    respond(session, &e, &rate_header_pairs(ctx)).await?;
+                    return Ok(true);
+                }
+            }
+        }
+
         if m.view.op.replay_safe() {
             // Keep the body so a PUT or .search can go to another server after a failure.
             session.enable_retry_buffering();
@@ -165,10 +300,10 @@ impl ProxyHttp for Scimitar {
         // Chunked bodies have no Content-Length to check up front; stop forwarding once over.
         if let Some(b) = body {
             ctx.body_bytes += b.len() as u64;
-            let max = ctx
-                .route
-                .and_then(|m| self.router.routes.get(m.route))
-                .map_or(u64::MAX, |r| r.max_body);
+            let max = match (self.route(ctx), ctx.route) {
+                (Some(r), Some(m)) => r.max_body_for(m.view.class),
+                _ => u64::MAX,
+            };
             if ctx.body_bytes > max {
                 ctx.error = Some(ScimError::new(
                     413,
@@ -184,11 +319,33 @@ impl ProxyHttp for Scimitar {
         let Some(pool) = self.pool(ctx) else {
             return Error::e_explain(ErrorType::InternalError, "no route in context");
         };
-        let mut buf = [0u8; 16];
-        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        let auth = session.req_header().headers.get("authorization").map(|v| v.as_bytes());
-        let key = policy::hash_key(self.tenant(session, ctx), auth, client, &mut buf);
-        match pool.select(key, ctx.tried) {
+        // A live pin (the server that took this key's last write) wins over the ring.
+        let pinned = match (ctx.affinity_key, self.route(ctx).and_then(|r| r.affinity.as_ref())) {
+            (Some(k), Some(a)) if a.pin_after_write.is_some() => {
+                pool.pins.get(k, now_ms()).and_then(|i| pool.pinned(i, ctx.tried))
+            }
+            _ => None,
+        };
+        let selected = match pinned {
+            Some(p) => Ok(p),
+            None => {
+                let key_bytes;
+                let mut buf = [0u8; 16];
+                let key: &[u8] = match ctx.affinity_key {
+                    Some(k) => {
+                        key_bytes = k.to_le_bytes();
+                        &key_bytes
+                    }
+                    None => {
+                        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+                        let auth = session.req_header().headers.get("authorization").map(|v| v.as_bytes());
+                        policy::hash_key(self.tenant(session, ctx), auth, client, &mut buf)
+                    }
+                };
+                pool.select(key, ctx.tried)
+            }
+        };
+        match selected {
             Ok(pick) => {
                 ctx.attempts += 1;
                 ctx.tried |= bit(pick.index);
@@ -260,11 +417,24 @@ impl ProxyHttp for Scimitar {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let (Some(pool), Some(pick)) = (self.pool(ctx), ctx.pick) {
-            if policy::counts_as_failure(resp.status.as_u16(), pool.config.passive.count_5xx) {
-                pool.failure(pick.index);
-            } else {
-                pool.success(pick.index);
+        let (Some(pool), Some(pick)) = (self.pool(ctx), ctx.pick) else {
+            return Ok(());
+        };
+        let status = resp.status.as_u16();
+        if policy::counts_as_failure(status, pool.config.passive.count_5xx) {
+            pool.failure(pick.index);
+        } else {
+            pool.success(pick.index);
+        }
+        // Read-your-writes: the server that took a write keeps this key for the pin window.
+        let window = self
+            .route(ctx)
+            .and_then(|r| r.affinity.as_ref())
+            .and_then(|a| a.pin_after_write);
+        if let (Some(k), Some(w), Some(m)) = (ctx.affinity_key, window, ctx.route) {
+            if policy::is_write(m.view.op) && status < 500 {
+                let now = now_ms();
+                pool.pins.put(k, pick.index, now + w.as_millis() as u64, now);
             }
         }
         Ok(())
@@ -278,6 +448,10 @@ impl ProxyHttp for Scimitar {
         }
         if let Some(id) = &ctx.request_id {
             resp.insert_header("x-request-id", id.clone())?;
+        }
+        if let Some((p, l)) = &ctx.rate_headers {
+            resp.insert_header("ratelimit-policy", p.as_str())?;
+            resp.insert_header("ratelimit", l.as_str())?;
         }
         Ok(())
     }
@@ -353,6 +527,8 @@ impl ProxyHttp for Scimitar {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        // Free the pool slot as soon as the exchange is over, not when the context is dropped.
+        ctx.permit = None;
         if log::log_enabled!(target: "scimitar::access", log::Level::Debug) {
             let status = session.response_written().map_or(0, |r| r.status.as_u16());
             let (class, op) = ctx

@@ -19,6 +19,14 @@ pub fn retry_after_send(op: Operation, body_truncated: bool, attempts: usize, re
     op.replay_safe() && !body_truncated && attempts <= retries
 }
 
+/// Operations that change state on the server that takes them (and so pin affinity there).
+pub fn is_write(op: Operation) -> bool {
+    matches!(
+        op,
+        Operation::Create | Operation::Replace | Operation::Patch | Operation::Delete | Operation::Bulk
+    )
+}
+
 /// Whether an upstream error says something about the server's health (and so counts toward
 /// passive ejection). Errors caused by the client, or by the proxy's own filters, do not.
 pub fn is_server_failure(etype: &ErrorType, source: &ErrorSource) -> bool {

@@ -83,7 +83,17 @@ pub struct Route {
     pub methods: u16,
     /// Index into the pool list.
     pub upstream: usize,
-    pub max_body: u64,
+    /// Largest request body per endpoint class (indexed by `EndpointClass as usize`).
+    pub max_body: [u64; 9],
+    pub affinity: Option<crate::affinity::Affinity>,
+    /// Indices into the rate-limit policies, in the order they are checked.
+    pub limits: Vec<usize>,
+}
+
+impl Route {
+    pub fn max_body_for(&self, class: crate::scim::EndpointClass) -> u64 {
+        self.max_body[class as usize]
+    }
 }
 
 /// The outcome of routing one request.

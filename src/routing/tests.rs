@@ -9,7 +9,9 @@ fn router() -> Router {
         classes,
         methods,
         upstream,
-        max_body: 1 << 20,
+        max_body: [1 << 20; 9],
+        affinity: None,
+        limits: vec![],
     };
     Router::new(vec![
         route("bulk", "/scim/v2", C::Bulk.bit(), Method::Post.bit(), 1),
@@ -457,7 +459,9 @@ fn outside_every_base_path_is_not_scim() {
         classes: C::Bulk.bit(),
         methods: 0,
         upstream: 0,
-        max_body: 0,
+        max_body: [0; 9],
+        affinity: None,
+        limits: vec![],
     }]);
     assert_eq!(only_bulk.find(Method::Get, "/scim/v2/Users"), Err(NoRoute::Filtered));
 }

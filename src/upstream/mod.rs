@@ -15,9 +15,14 @@ use pingora::lb::selection::{Consistent, RoundRobin};
 use pingora::lb::{discovery, Backend, Backends, LoadBalancer};
 use pingora::upstreams::peer::HttpPeer;
 
+use crate::affinity::PinTable;
 use crate::config::{PoolConfig, Selection};
+use crate::overload::Admission;
+
+/// Pins kept per pool at most (each ~24 bytes): bounded whatever the number of clients.
+const PIN_CAPACITY: usize = 1 << 20;
 pub use health::HealthService;
-pub use passive::ServerState;
+pub use passive::{now_ms, ServerState};
 
 /// The selection algorithms, chosen per pool from YAML.
 pub enum Balancer {
@@ -66,6 +71,9 @@ pub struct Pool {
     pub config: PoolConfig,
     pub balancer: Balancer,
     pub servers: Vec<ServerState>,
+    /// Read-your-writes pins (affinity key → server index).
+    pub pins: PinTable,
+    pub admission: Option<Admission>,
     /// Peer settings shared by every server of the pool; only the address differs.
     template: HttpPeer,
     max_iterations: usize,
@@ -114,6 +122,8 @@ impl Pool {
         });
         let max_iterations = config.servers.len() * 2 + 8;
         Pool {
+            admission: config.overload.clone().map(Admission::new),
+            pins: PinTable::new(PIN_CAPACITY),
             config,
             balancer,
             servers,
@@ -168,6 +178,16 @@ impl Pool {
             index,
             addr: self.servers[index].addr,
         })
+    }
+
+    /// The pinned server, if it is still a good choice: healthy, not ejected, not yet tried.
+    pub fn pinned(&self, index: usize, tried: u64) -> Option<Pick> {
+        let s = self.servers.get(index)?;
+        if tried & bit(index) != 0 || s.is_ejected(passive::now_ms()) || !self.healthy(index) {
+            return None;
+        }
+        s.selected();
+        Some(Pick { index, addr: s.addr })
     }
 
     fn index_of(&self, b: &Backend) -> Option<usize> {

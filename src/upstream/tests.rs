@@ -28,6 +28,7 @@ fn cfg(selection: Selection, servers: &[(u16, usize)]) -> PoolConfig {
         keepalive: 8,
         retries: 2,
         preserve_host: true,
+        overload: None,
     }
 }
 

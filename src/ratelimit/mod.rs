@@ -1,0 +1,207 @@
+//! Rate limits: named GCRA policies (`rate: 600/m`, `burst: 180`) keyed on request sources,
+//! applied per route. Locally each policy is a `governor` keyed limiter; with
+//! `store: redis` the decision is one atomic Lua script on a shared Redis, falling back to the
+//! local limiter (logged and counted) while Redis is unreachable.
+
+mod local;
+mod redis;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use crate::keys::KeySource;
+pub use local::LocalGcra;
+pub use redis::{RedisConfig, RedisStore};
+
+/// `count` requests per `window`, e.g. `600/m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub window: Duration,
+}
+
+impl Rate {
+    /// Parses `20/s`, `600/m`, `1000/h`, also `5/10s`.
+    pub fn parse(s: &str) -> Result<Rate, String> {
+        let (n, w) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}` is not a rate; write e.g. `20/s`, `600/m`"))?;
+        let count: u32 = n
+            .trim()
+            .parse()
+            .ok()
+            .filter(|c| *c > 0)
+            .ok_or_else(|| format!("`{n}` in `{s}` must be a whole number above 0"))?;
+        let w = w.trim();
+        let window = match w {
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            _ => {
+                crate::config::units::parse_duration(w).map_err(|e| format!("window of `{s}`: {e}; or use s, m, h"))?
+            }
+        };
+        if window.is_zero() {
+            return Err(format!("`{s}` has an empty window"));
+        }
+        Ok(Rate { count, window })
+    }
+
+    /// Time between two requests at the sustained rate (GCRA's emission interval).
+    pub fn period(&self) -> Duration {
+        self.window / self.count
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    pub key: Vec<KeySource>,
+    pub rate: Rate,
+    pub burst: u32,
+    /// Endpoint classes this policy counts (bitmask; 0 = all).
+    pub classes: u16,
+}
+
+/// One limiter's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// Until the next request would be allowed (zero when allowed).
+    pub retry_after: Duration,
+    /// Requests left in the burst after this one.
+    pub remaining: u32,
+}
+
+impl Decision {
+    /// Whole seconds for `Retry-After`, rounded up so a client that waits exactly that long
+    /// is admitted.
+    pub fn retry_after_secs(&self) -> u64 {
+        let d = self.retry_after;
+        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        secs.max(1)
+    }
+}
+
+/// The IETF httpapi `RateLimit-Policy` item for a policy.
+pub fn policy_item(p: &Policy) -> String {
+    format!("\"{}\";q={};w={}", p.name, p.rate.count, p.rate.window.as_secs().max(1))
+}
+
+/// The `RateLimit` item: `r` requests left, `t` seconds until the burst is whole again.
+pub fn limit_item(p: &Policy, d: &Decision) -> String {
+    let used = p.burst.saturating_sub(d.remaining);
+    let t = (p.rate.period() * used).as_secs_f64().ceil() as u64;
+    format!("\"{}\";r={};t={}", p.name, d.remaining, t)
+}
+
+pub struct PolicyState {
+    pub policy: Policy,
+    pub local: LocalGcra,
+}
+
+/// Every policy of the config, and the shared store when there is one.
+pub struct Limiter {
+    pub policies: Vec<PolicyState>,
+    pub redis: Option<Arc<RedisStore>>,
+}
+
+impl Limiter {
+    pub fn new(policies: Vec<Policy>, redis: Option<Arc<RedisStore>>) -> Self {
+        Limiter {
+            policies: policies
+                .into_iter()
+                .map(|p| PolicyState {
+                    local: LocalGcra::new(p.rate, p.burst),
+                    policy: p,
+                })
+                .collect(),
+            redis,
+        }
+    }
+
+    pub async fn check(&self, index: usize, key: u64) -> Option<Decision> {
+        let state = self.policies.get(index)?;
+        if let Some(r) = &self.redis {
+            if let Some(d) = r.check(&state.policy, key).await {
+                return Some(d);
+            }
+        }
+        Some(state.local.check(key))
+    }
+}
+
+/// Evicts idle limiter keys so memory stays bounded with millions of distinct keys.
+pub struct Housekeeping {
+    pub limiter: Arc<Limiter>,
+    pub every: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for Housekeeping {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(self.every);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    for p in &self.limiter.policies {
+                        p.local.evict_idle();
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!(Rate::parse("20/s").unwrap().period(), Duration::from_millis(50));
+        assert_eq!(Rate::parse("600/m").unwrap().period(), Duration::from_millis(100));
+        assert_eq!(Rate::parse("10/m").unwrap().period(), Duration::from_secs(6));
+        assert_eq!(Rate::parse("5/10s").unwrap().period(), Duration::from_secs(2));
+        assert!(Rate::parse("20").unwrap_err().contains("not a rate"));
+        assert!(Rate::parse("0/s").unwrap_err().contains("above 0"));
+        assert!(Rate::parse("5/fortnight").is_err());
+    }
+
+    #[test]
+    fn retry_after_rounds_up() {
+        let d = |ms| Decision {
+            allowed: false,
+            retry_after: Duration::from_millis(ms),
+            remaining: 0,
+        };
+        assert_eq!(d(1).retry_after_secs(), 1);
+        assert_eq!(d(1000).retry_after_secs(), 1);
+        assert_eq!(d(1001).retry_after_secs(), 2);
+        assert_eq!(d(5999).retry_after_secs(), 6);
+        assert_eq!(d(0).retry_after_secs(), 1, "never tell a client to retry at once");
+    }
+
+    #[test]
+    fn header_items_follow_the_draft() {
+        let p = Policy {
+            name: "tenant-writes".into(),
+            key: vec![KeySource::Tenant],
+            rate: Rate::parse("600/m").unwrap(),
+            burst: 180,
+            classes: 0,
+        };
+        assert_eq!(policy_item(&p), "\"tenant-writes\";q=600;w=60");
+        let d = Decision {
+            allowed: true,
+            retry_after: Duration::ZERO,
+            remaining: 170,
+        };
+        assert_eq!(limit_item(&p, &d), "\"tenant-writes\";r=170;t=1");
+    }
+}
