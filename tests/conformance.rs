@@ -3,26 +3,7 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
-
-fn run_checks(urls: &[String]) -> Vec<serde_json::Value> {
-    let out = Command::new(venv_bin("python"))
-        .arg(repo().join("tests/py/conformance.py"))
-        .args(urls)
-        .output()
-        .expect("run scim2-tester");
-    assert!(
-        out.status.success(),
-        "scim2-tester failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON result line"))
-        .collect()
-}
 
 #[test]
 fn conformance_through_the_proxy_matches_direct() {
@@ -35,7 +16,10 @@ fn conformance_through_the_proxy_matches_direct() {
             "    health_check: {path: /v2/ServiceProviderConfig, interval: 1s}\n"
         )
     ));
-    let results = run_checks(&[format!("http://{}/v2", scim.addr), format!("http://{}/v2", px.addr)]);
+    let results = scim2_tester(
+        &[format!("http://{}/v2", scim.addr), format!("http://{}/v2", px.addr)],
+        None,
+    );
     let (direct, proxied) = (&results[0], &results[1]);
     println!(
         "scim2-tester direct:  {} checks, {} passed, {} skipped, {} failed",

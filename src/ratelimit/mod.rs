@@ -144,6 +144,11 @@ pub struct Housekeeping {
 #[async_trait]
 impl BackgroundService for Housekeeping {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        // Connect to the shared store at startup rather than on the first decision, so the
+        // first requests are already counted fleet-wide.
+        if let Some(r) = &self.limiter.redis {
+            r.connect();
+        }
         let mut tick = tokio::time::interval(self.every);
         loop {
             tokio::select! {

@@ -107,6 +107,100 @@ impl ScimServer {
     }
 }
 
+/// A real redis-server on a fresh port, without persistence. `kill` and `restart` (same port)
+/// simulate an outage.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Reaper>,
+    dir: PathBuf,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let mut r = RedisServer {
+            port: free_port(),
+            child: None,
+            dir: scratch_dir("redis"),
+        };
+        r.restart();
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        drop(self.child.take());
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        let bin = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let child = Command::new(&bin)
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {bin} ({e}); `make test` installs redis-server"));
+        self.child = Some(Reaper(child));
+        wait_for_port(SocketAddr::from(([127, 0, 0, 1], self.port)), Duration::from_secs(10));
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Sends `n` requests at once (one thread each) and returns the responses in order.
+pub fn concurrently(n: usize, f: impl Fn(usize) -> Response + Send + Sync + 'static) -> Vec<Response> {
+    let f = std::sync::Arc::new(f);
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let f = f.clone();
+            std::thread::spawn(move || f(i))
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().expect("request thread")).collect()
+}
+
+/// Runs scim2-tester's `check_server()` against each base URL (tests/py/conformance.py) and
+/// returns its JSON summary per URL: total, success, skipped, failed, failures.
+pub fn scim2_tester(urls: &[String], token: Option<&str>) -> Vec<serde_json::Value> {
+    let mut cmd = Command::new(venv_bin("python"));
+    if let Some(t) = token {
+        cmd.env("SCIM_TOKEN", t);
+    }
+    let out = cmd
+        .arg(repo().join("tests/py/conformance.py"))
+        .args(urls)
+        .output()
+        .expect("run scim2-tester");
+    assert!(
+        out.status.success(),
+        "scim2-tester failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON result line"))
+        .collect()
+}
+
 /// The scimitar binary running with a generated config.
 pub struct Proxy {
     pub addr: SocketAddr,

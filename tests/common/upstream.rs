@@ -34,6 +34,8 @@ pub struct TestUpstream {
     pub name: String,
     pub hits: Arc<AtomicUsize>,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Requests being answered right now, and the most ever at once.
+    pub active: Arc<(AtomicUsize, AtomicUsize)>,
     behavior: Behavior,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -48,6 +50,7 @@ impl TestUpstream {
             name: name.to_string(),
             hits: Arc::new(AtomicUsize::new(0)),
             seen: Arc::new(Mutex::new(Vec::new())),
+            active: Arc::new((AtomicUsize::new(0), AtomicUsize::new(0))),
             behavior,
             stop: Arc::new(AtomicBool::new(false)),
             thread: None,
@@ -63,13 +66,28 @@ impl TestUpstream {
         let seen = self.seen.clone();
         let behavior = self.behavior.clone();
         let name = self.name.clone();
+        let active = self.active.clone();
         self.thread = Some(std::thread::spawn(move || {
             while !stop.load(SeqCst) {
                 match listener.accept() {
                     Ok((s, _)) => {
-                        let (stop, hits, seen, behavior, name) =
-                            (stop.clone(), hits.clone(), seen.clone(), behavior.clone(), name.clone());
-                        std::thread::spawn(move || handle(s, &stop, &hits, &seen, &behavior, &name));
+                        let (stop, hits, seen, behavior, name, active) = (
+                            stop.clone(),
+                            hits.clone(),
+                            seen.clone(),
+                            behavior.clone(),
+                            name.clone(),
+                            active.clone(),
+                        );
+                        std::thread::spawn(move || {
+                            let ctx = Shared {
+                                stop: &stop,
+                                hits: &hits,
+                                seen: &seen,
+                                active: &active,
+                            };
+                            handle(s, &ctx, &behavior, &name)
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -79,6 +97,11 @@ impl TestUpstream {
 
     pub fn hits(&self) -> usize {
         self.hits.load(SeqCst)
+    }
+
+    /// The most requests this upstream was ever answering at the same time.
+    pub fn max_concurrent(&self) -> usize {
+        self.active.1.load(SeqCst)
     }
 
     /// Stops accepting and closes the port: connects are refused from now on.
@@ -104,14 +127,20 @@ impl Drop for TestUpstream {
     }
 }
 
-fn handle(
-    stream: TcpStream,
-    stop: &AtomicBool,
-    hits: &AtomicUsize,
-    seen: &Mutex<Vec<Seen>>,
-    behavior: &Behavior,
-    name: &str,
-) {
+struct Shared<'a> {
+    stop: &'a AtomicBool,
+    hits: &'a AtomicUsize,
+    seen: &'a Mutex<Vec<Seen>>,
+    active: &'a (AtomicUsize, AtomicUsize),
+}
+
+fn handle(stream: TcpStream, sh: &Shared<'_>, behavior: &Behavior, name: &str) {
+    let Shared {
+        stop,
+        hits,
+        seen,
+        active,
+    } = *sh;
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
     let Ok(mut out) = stream.try_clone() else { return };
@@ -152,6 +181,8 @@ fn handle(
             return;
         }
         hits.fetch_add(1, SeqCst);
+        let now = active.0.fetch_add(1, SeqCst) + 1;
+        active.1.fetch_max(now, SeqCst);
         let rec = Seen {
             method: method.clone(),
             target: target.clone(),
@@ -162,7 +193,10 @@ fn handle(
             s.push(rec);
         }
         let (status, payload) = match behavior {
-            Behavior::CloseAfterRequest => return,
+            Behavior::CloseAfterRequest => {
+                active.0.fetch_sub(1, SeqCst);
+                return;
+            }
             Behavior::Stall(d) => {
                 std::thread::sleep(*d);
                 (200, echo(name, &method, &target, &headers))
@@ -174,7 +208,9 @@ fn handle(
             "HTTP/1.1 {status} X\r\nContent-Type: application/scim+json\r\nContent-Length: {}\r\n\r\n{payload}",
             payload.len()
         );
-        if out.write_all(resp.as_bytes()).is_err() {
+        let written = out.write_all(resp.as_bytes());
+        active.0.fetch_sub(1, SeqCst);
+        if written.is_err() {
             return;
         }
         let _ = r.get_mut().set_read_timeout(Some(Duration::from_millis(200)));

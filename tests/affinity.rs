@@ -1,0 +1,112 @@
+//! Read-your-writes across replicas that share no state: scim2-tester through scimitar in
+//! front of three independent scim2-server processes passes with token affinity and fails
+//! with plain round robin; and a write pins its key to the server that took it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn proxy_over(servers: &[std::net::SocketAddr], pool_extra: &str, route_extra: &str) -> Proxy {
+    Proxy::start(&format!(
+        "upstreams:\n{}routes:\n  - base_path: /v2\n    upstream: scim\n{route_extra}",
+        pool_yaml("scim", servers, pool_extra)
+    ))
+}
+
+#[test]
+fn conformance_across_independent_replicas_needs_affinity() {
+    let replicas: Vec<ScimServer> = (0..3).map(|_| ScimServer::start()).collect();
+    let addrs: Vec<_> = replicas.iter().map(|s| s.addr).collect();
+    let round_robin = proxy_over(&addrs, "    selection: round_robin\n", "");
+    let affinity = proxy_over(
+        &addrs,
+        "    selection: consistent\n",
+        "    affinity: {key: [token, tenant, client_ip], pin_after_write: 30s}\n",
+    );
+    let r = scim2_tester(
+        &[
+            format!("http://{}/v2", round_robin.addr),
+            format!("http://{}/v2", affinity.addr),
+        ],
+        Some("idp-job-42"),
+    );
+    let (rr, aff) = (&r[0], &r[1]);
+    println!(
+        "scim2-tester over 3 independent replicas, round robin: {} of {} passed, {} failed",
+        rr["success"], rr["total"], rr["failed"]
+    );
+    println!(
+        "scim2-tester over 3 independent replicas, token affinity: {} of {} passed, {} failed",
+        aff["success"], aff["total"], aff["failed"]
+    );
+    assert!(aff["total"].as_u64().unwrap() >= 100, "{aff}");
+    assert_eq!(aff["failed"], 0, "affinity keeps every check on one replica: {aff}");
+    assert!(
+        rr["failed"].as_u64().unwrap() >= 20,
+        "round robin over replicas without shared state must break read-your-writes: {rr}"
+    );
+}
+
+#[test]
+fn a_write_pins_its_key_to_the_server_that_took_it_while_the_ring_changes() {
+    let mut a = TestUpstream::start("a", Behavior::Echo);
+    let mut b = TestUpstream::start("b", Behavior::Echo);
+    let px = Proxy::start(&format!(
+        "upstreams:\n{}routes:\n  - base_path: /scim/v2\n    upstream: p\n    affinity: {{key: [token], pin_after_write: 2s}}\n",
+        pool_yaml(
+            "p",
+            &[a.addr, b.addr],
+            "    selection: consistent\n    health_check: {path: /hc, interval: 100ms, timeout: 100ms, rise: 1, fall: 1}\n    passive: {max_fails: 0}\n"
+        )
+    ));
+    let server_for = |token: &str, method: &str| -> String {
+        let auth = format!("Bearer {token}");
+        let r = px.send(
+            method,
+            "/scim/v2/Users",
+            &[("Authorization", auth.as_str())],
+            Some("{}"),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["server"].as_str().unwrap().to_string()
+    };
+    // Find a token whose ring home is `a`, and one more that also lives on `a`.
+    let homed_on_a: Vec<String> = (0..200)
+        .map(|i| format!("tok{i}"))
+        .filter(|t| server_for(t, "GET") == "a")
+        .take(2)
+        .collect();
+    assert_eq!(homed_on_a.len(), 2);
+    let (writer, reader) = (&homed_on_a[0], &homed_on_a[1]);
+    for _ in 0..5 {
+        assert_eq!(server_for(writer, "GET"), "a", "same key, same server");
+    }
+
+    a.kill();
+    assert!(eventually(Duration::from_secs(3), || !px.server_healthy(0, a.addr)));
+    assert_eq!(
+        server_for(writer, "POST"),
+        "b",
+        "the write fails over to b, and pins there"
+    );
+    a.restart();
+    assert!(eventually(Duration::from_secs(3), || px.server_healthy(0, a.addr)));
+
+    assert_eq!(
+        server_for(reader, "GET"),
+        "a",
+        "an unpinned key is back on its ring home"
+    );
+    for _ in 0..5 {
+        assert_eq!(server_for(writer, "GET"), "b", "the writer reads its own write on b");
+    }
+    std::thread::sleep(Duration::from_millis(2200));
+    assert_eq!(
+        server_for(writer, "GET"),
+        "a",
+        "after the pin window the ring decides again"
+    );
+    b.kill();
+}
