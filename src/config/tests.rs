@@ -296,3 +296,17 @@ fn policy_mistakes_are_named() {
     );
     assert_eq!(got.len(), want.len() + 1, "{got:#?}");
 }
+
+#[test]
+fn the_readme_reference_config_is_valid() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("```yaml\nserver:")
+        .expect("README has the reference config")
+        + "```yaml\n".len();
+    let len = readme[start..].find("```").unwrap();
+    let yaml = &readme[start..start + len];
+    if let Err(p) = from_str_with_env(yaml, |_| None) {
+        panic!("README reference config: {:#?}", p.0);
+    }
+}

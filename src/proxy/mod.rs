@@ -260,18 +260,9 @@ impl ProxyHttp for Scimitar {
 
         // 4. Overload: take a pool slot, wait in the bounded queue, or be shed with 503.
         if let Some(adm) = self.pools.get(route.upstream).and_then(|p| p.admission.as_ref()) {
-            let tenant = self.tenant(session, ctx).map(|t| {
-                self.hasher.combined(
-                    &[KeySource::Tenant],
-                    &Facts {
-                        tenant: Some(t),
-                        authorization: None,
-                        client_ip: None,
-                        headers: &session.req_header().headers,
-                        id: None,
-                        class: m.view.class,
-                    },
-                )
+            let tenant = self.tenant(session, ctx).is_some().then(|| {
+                self.hasher
+                    .combined(&[KeySource::Tenant], &self.facts(session, ctx, &m))
             });
             match adm.admit(tenant).await {
                 Ok(p) => ctx.permit = Some(p),
