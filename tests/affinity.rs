@@ -110,3 +110,28 @@ fn a_write_pins_its_key_to_the_server_that_took_it_while_the_ring_changes() {
     );
     b.kill();
 }
+
+#[test]
+fn every_instance_with_the_same_config_makes_the_same_choice() {
+    let ups: Vec<TestUpstream> = (0..3)
+        .map(|i| TestUpstream::start(&format!("u{i}"), Behavior::Echo))
+        .collect();
+    let addrs: Vec<_> = ups.iter().map(|u| u.addr).collect();
+    let conf = format!(
+        "key_secret: fleet-secret\nupstreams:\n{}routes:\n  - base_path: /scim/v2\n    upstream: p\n    affinity: {{key: [token]}}\n",
+        pool_yaml("p", &addrs, "    selection: consistent\n")
+    );
+    let (p1, p2) = (Proxy::start(&conf), Proxy::start(&conf));
+    let mut used = std::collections::HashSet::new();
+    for i in 0..30 {
+        let auth = format!("Bearer token-{i}");
+        let h = [("Authorization", auth.as_str())];
+        let a = p1.send("GET", "/scim/v2/Users", &h, None).json()["server"].clone();
+        let b = p2.send("GET", "/scim/v2/Users", &h, None).json()["server"].clone();
+        assert_eq!(a, b, "token-{i}: both instances pick the same server");
+        used.insert(a.to_string());
+    }
+    assert_eq!(used.len(), 3, "tokens spread over the pool");
+    // The raw credential never shows up in the proxy's own log.
+    assert!(!p1.log().contains("token-1"));
+}
