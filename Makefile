@@ -7,7 +7,7 @@ APT_PKGS := cmake pkg-config libssl-dev redis-server
 PY_REQS  := scim2-server==0.8.3 scim2-tester==0.5.2 scim2-client==0.13.2 scim2-models==0.12.3 httpx2==2.16.2
 CARGO    ?= cargo
 
-.PHONY: all deps sysdeps venv build release run test lint fmt check clean
+.PHONY: all deps sysdeps venv build release run test lint fmt check clean bench bench-micro bench-macro bench-goodput
 
 all: build
 
@@ -36,6 +36,18 @@ run: deps release
 ## make test: lint, unit and integration tests (real scim2-server processes on 127.0.0.1)
 test: deps lint
 	SCIMITAR_VENV=$(abspath $(VENV)) $(CARGO) test --all-targets -- --nocapture
+
+## make bench: micro (criterion), macro (vs nginx, HAProxy, bare Pingora), SCIM goodput — see benches/README.md
+bench: bench-micro bench-macro bench-goodput
+
+bench-micro: sysdeps
+	$(CARGO) bench --bench micro -- --warm-up-time 1 --measurement-time 2
+
+bench-macro: sysdeps
+	benches/macro.sh
+
+bench-goodput: deps
+	benches/goodput.sh
 
 lint: sysdeps
 	$(CARGO) fmt --check

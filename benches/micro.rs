@@ -1,0 +1,127 @@
+//! Micro benchmarks of the per-request work scimitar adds on top of Pingora (`make bench`):
+//! classification + routing, affinity key + ring lookup, a rate-limit decision, request ids.
+//! `tests/no_alloc.rs` checks the common paths allocate nothing; this measures ns/op.
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use scimitar::config::{Passive, PoolConfig, Selection, ServerAddr, Timeouts};
+use scimitar::keys::{Facts, KeyHasher, KeySource};
+use scimitar::ratelimit::{LocalGcra, Rate};
+use scimitar::routing::{BasePath, Route, Router};
+use scimitar::scim::path::{needs_normalizing, path_only};
+use scimitar::scim::{EndpointClass, Method};
+use scimitar::upstream::Pool;
+
+fn router() -> Router {
+    let route = |base: &str, classes: u16| Route {
+        name: base.into(),
+        base: BasePath::parse(base).expect("base path"),
+        classes,
+        methods: 0,
+        upstream: 0,
+        max_body: [1 << 20; 9],
+        affinity: None,
+        limits: vec![],
+    };
+    Router::new(vec![
+        route("/scim/v2", EndpointClass::Bulk.bit()),
+        route("/scim/v2", 0),
+        route("/{tenant}/scim/v2", 0),
+    ])
+}
+
+fn classify(c: &mut Criterion) {
+    let r = router();
+    let lines = [
+        (Method::Get, "/scim/v2/Users/2819c223-7f76-453a-919d-413861904646"),
+        (Method::Get, "/scim/v2/Users?filter=userName%20eq%20%22bjensen%22"),
+        (Method::Patch, "/acme/scim/v2/Groups/g1"),
+        (Method::Post, "/scim/v2/Users/.search"),
+    ];
+    c.bench_function("classify+route (4 request lines)", |b| {
+        b.iter(|| {
+            for (m, target) in &lines {
+                let p = path_only(black_box(target));
+                black_box(needs_normalizing(p));
+                black_box(r.find(*m, p).ok());
+            }
+        })
+    });
+}
+
+fn pool(selection: Selection) -> Pool {
+    let cfg = PoolConfig {
+        name: "bench".into(),
+        servers: (0..3)
+            .map(|i| ServerAddr {
+                address: SocketAddr::from(([127, 0, 0, 1], 18081 + i)),
+                weight: 1,
+            })
+            .collect(),
+        selection,
+        health_check: None,
+        passive: Passive {
+            max_fails: 3,
+            eject_for: Duration::from_secs(10),
+            count_5xx: false,
+        },
+        timeouts: Timeouts {
+            connect: Duration::from_secs(1),
+            read: Duration::from_secs(1),
+            write: Duration::from_secs(1),
+            idle: Duration::from_secs(1),
+        },
+        keepalive: 32,
+        retries: 2,
+        preserve_host: true,
+        overload: None,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    rt.block_on(Pool::build(cfg)).expect("pool")
+}
+
+fn affinity(c: &mut Criterion) {
+    let hasher = KeyHasher::new("bench");
+    let headers = http::HeaderMap::new();
+    let sources = [KeySource::Token, KeySource::Tenant, KeySource::ClientIp];
+    let consistent = pool(Selection::Consistent);
+    let rr = pool(Selection::RoundRobin);
+    c.bench_function("affinity key (token) + ketama select", |b| {
+        b.iter(|| {
+            let facts = Facts {
+                tenant: None,
+                authorization: Some(black_box(b"Bearer eyJhbGciOiJIUzI1NiJ9.bench-token")),
+                client_ip: None,
+                headers: &headers,
+                id: None,
+                class: EndpointClass::UsersRead,
+            };
+            let k = hasher.first_present(&sources, &facts).unwrap_or(0);
+            black_box(consistent.select(&k.to_le_bytes(), 0).ok())
+        })
+    });
+    c.bench_function("round robin select", |b| b.iter(|| black_box(rr.select(b"", 0).ok())));
+}
+
+fn limits(c: &mut Criterion) {
+    let l = LocalGcra::new(Rate::parse("10000000/s").expect("rate"), 10_000_000);
+    let mut k = 0u64;
+    c.bench_function("rate-limit decision (local GCRA, 1k keys)", |b| {
+        b.iter(|| {
+            k = (k + 1) % 1000;
+            black_box(l.check(black_box(k)))
+        })
+    });
+}
+
+fn request_id(c: &mut Criterion) {
+    c.bench_function("request id", |b| {
+        b.iter(|| black_box(scimitar::proxy::request_id::generate()))
+    });
+}
+
+criterion_group!(benches, classify, affinity, limits, request_id);
+criterion_main!(benches);

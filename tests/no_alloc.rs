@@ -1,0 +1,122 @@
+//! The per-request work scimitar adds must not allocate on the common path: routing and
+//! classification, key hashing, and a rate-limit decision for a known key. Counted with a
+//! global allocator, so this is exact, not timed.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use scimitar::keys::{Facts, KeyHasher, KeySource};
+use scimitar::ratelimit::{LocalGcra, Rate};
+use scimitar::routing::{BasePath, Route, Router};
+use scimitar::scim::path::{needs_normalizing, path_only};
+use scimitar::scim::{EndpointClass, Method};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.with(|a| a.set(a.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.with(|a| a.set(a.get() + 1));
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations made by `f` on this thread.
+fn allocations(f: impl FnOnce()) -> u64 {
+    let before = ALLOCS.with(|a| a.get());
+    f();
+    ALLOCS.with(|a| a.get()) - before
+}
+
+fn router() -> Router {
+    let route = |base: &str, classes: u16| Route {
+        name: base.into(),
+        base: BasePath::parse(base).unwrap(),
+        classes,
+        methods: 0,
+        upstream: 0,
+        max_body: [1 << 20; 9],
+        affinity: None,
+        limits: vec![],
+    };
+    Router::new(vec![
+        route("/scim/v2", EndpointClass::Bulk.bit()),
+        route("/scim/v2", 0),
+        route("/{tenant}/scim/v2", 0),
+    ])
+}
+
+#[test]
+fn routing_and_classification_do_not_allocate() {
+    let r = router();
+    let lines = [
+        (
+            Method::Get,
+            "/scim/v2/Users/2819c223-7f76-453a-919d-413861904646?attributes=userName",
+        ),
+        (Method::Post, "/scim/v2/Users"),
+        (Method::Patch, "/acme/scim/v2/Groups/g1"),
+        (Method::Post, "/scim/v2/Bulk"),
+        (Method::Post, "/scim/v2/Users/.search"),
+        (Method::Get, "/scim/v2/%55sers/abc"),
+        (Method::Get, "/nowhere"),
+    ];
+    let n = allocations(|| {
+        for (m, t) in lines {
+            let p = path_only(t);
+            assert!(!needs_normalizing(p));
+            let _ = std::hint::black_box(r.find(m, p));
+        }
+    });
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn key_hashing_does_not_allocate() {
+    let h = KeyHasher::new("s");
+    let headers = http::HeaderMap::new();
+    let facts = Facts {
+        tenant: Some(b"acme"),
+        authorization: Some(b"Bearer abc"),
+        client_ip: Some("127.0.0.1".parse().unwrap()),
+        headers: &headers,
+        id: Some(b"u1"),
+        class: EndpointClass::UsersWrite,
+    };
+    let sources = [
+        KeySource::Token,
+        KeySource::Tenant,
+        KeySource::ClientIp,
+        KeySource::Class,
+    ];
+    let n = allocations(|| {
+        std::hint::black_box(h.first_present(&sources, &facts));
+        std::hint::black_box(h.combined(&sources, &facts));
+    });
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn a_rate_limit_decision_for_a_known_key_does_not_allocate() {
+    let l = LocalGcra::new(Rate::parse("1000/s").unwrap(), 1000);
+    l.check(7); // first sight of a key creates its state
+    let n = allocations(|| {
+        for _ in 0..100 {
+            std::hint::black_box(l.check(7));
+        }
+    });
+    assert_eq!(n, 0);
+}
