@@ -2,6 +2,7 @@
 //! robin over fixed upstreams and nothing else — no classification, no policies.
 //!
 //! Usage: bare_pingora LISTEN THREADS KEEPALIVE_POOL UPSTREAM [UPSTREAM…]
+//! `BARE_WORK_STEALING=1` keeps Pingora's default work-stealing runtime (scimitar turns it off).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +13,11 @@ use pingora::lb::selection::RoundRobin;
 use pingora::lb::LoadBalancer;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
+
+// Same allocator as the scimitar binary, so the floor isolates what scimitar's hooks cost.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Bare(Arc<LoadBalancer<RoundRobin>>);
 
@@ -51,6 +57,7 @@ fn main() {
     let conf = ServerConf {
         threads: args[2].parse().unwrap_or(1),
         upstream_keepalive_pool_size: args[3].parse().unwrap_or(128),
+        work_stealing: std::env::var("BARE_WORK_STEALING").is_ok_and(|v| v == "1"),
         pid_file: format!("/tmp/bare_pingora_{}.pid", std::process::id()),
         upgrade_sock: format!("/tmp/bare_pingora_{}.sock", std::process::id()),
         ..ServerConf::default()

@@ -244,15 +244,8 @@ fn duplicates(replicas: &[String]) -> u64 {
         let Some((addr, base)) = parse_base(url) else { continue };
         let mut c = Conn::new(addr);
         let mut start = 1;
-        loop {
-            let Ok(r) = c.request(
-                "GET",
-                &format!("{base}/Users?startIndex={start}&count=500&attributes=userName"),
-                "x",
-                None,
-            ) else {
-                break;
-            };
+        let page = |start: usize| format!("{base}/Users?startIndex={start}&count=500&attributes=userName");
+        while let Ok(r) = c.request("GET", &page(start), "x", None) {
             let v = json(&r.body);
             let res = v["Resources"].as_array().cloned().unwrap_or_default();
             for u in &res {

@@ -81,6 +81,12 @@ impl Admission {
         self.cfg.queue_timeout.as_secs_f64().ceil().max(1.0) as u64
     }
 
+    /// The fast path: a free slot, taken without waiting. `None` means call [`Self::admit`].
+    pub fn try_admit(&self, tenant: Option<u64>) -> Option<Permit> {
+        let slot = self.slots.clone().try_acquire_owned().ok()?;
+        Some(self.granted(slot, tenant))
+    }
+
     pub async fn admit(&self, tenant: Option<u64>) -> Result<Permit, Shed> {
         let r = self.admit_inner(tenant).await;
         if r.is_err() {

@@ -111,55 +111,96 @@ impl Scimitar {
         }
     }
 
-    /// Runs the route's rate-limit policies; `Some(answer)` when one refuses.
-    async fn check_limits(&self, session: &Session, ctx: &mut Ctx, m: &RouteMatch, route: &Route) -> Option<ScimError> {
-        if route.limits.is_empty() {
-            return None;
-        }
-        let mut policy_hdr = String::new();
-        let mut limit_hdr = String::new();
+    /// The key and index of each of the route's policies that counts this request.
+    fn applicable<'r>(
+        &'r self,
+        session: &'r Session,
+        ctx: &'r Ctx,
+        m: &'r RouteMatch,
+        route: &'r Route,
+    ) -> impl Iterator<Item = (usize, u64)> + 'r {
+        route.limits.iter().filter_map(move |&i| {
+            let p = &self.limiter.policies.get(i)?.policy;
+            if p.classes != 0 && p.classes & m.view.class.bit() == 0 {
+                return None;
+            }
+            Some((i, self.hasher.combined(&p.key, &self.facts(session, ctx, m))))
+        })
+    }
+
+    /// Local limits are plain synchronous code, so the common request future stays small.
+    fn check_limits_local(&self, session: &Session, ctx: &mut Ctx, m: &RouteMatch, route: &Route) -> Option<ScimError> {
+        let mut report = LimitReport::default();
         let mut refused = None;
-        for &i in &route.limits {
+        for (i, key) in self.applicable(session, ctx, m, route) {
             let Some(state) = self.limiter.policies.get(i) else {
                 continue;
             };
-            let p = &state.policy;
-            if p.classes != 0 && p.classes & m.view.class.bit() == 0 {
-                continue;
-            }
-            let key = self.hasher.combined(&p.key, &self.facts(session, ctx, m));
-            let Some(d) = self.limiter.check(i, key).await else {
-                continue;
-            };
-            for (hdr, item) in [
-                (&mut policy_hdr, ratelimit::policy_item(p)),
-                (&mut limit_hdr, ratelimit::limit_item(p, &d)),
-            ] {
-                if !hdr.is_empty() {
-                    hdr.push_str(", ");
-                }
-                hdr.push_str(&item);
-            }
-            if !d.allowed {
-                refused = Some(
-                    ScimError::new(
-                        429,
-                        format!(
-                            "rate limit `{}` exceeded ({}/{}s)",
-                            p.name,
-                            p.rate.count,
-                            p.rate.window.as_secs().max(1)
-                        ),
-                    )
-                    .retry_after(d.retry_after_secs()),
-                );
+            refused = report.record(state, &state.local.check(key));
+            if refused.is_some() {
                 break;
             }
         }
-        if !policy_hdr.is_empty() {
-            ctx.rate_headers = Some((policy_hdr, limit_hdr));
-        }
+        ctx.rate_headers = report.finish();
         refused
+    }
+
+    /// With a shared store each decision is a Redis round trip (or the local fallback).
+    async fn check_limits_shared(
+        &self,
+        session: &Session,
+        ctx: &mut Ctx,
+        m: &RouteMatch,
+        route: &Route,
+    ) -> Option<ScimError> {
+        let mut report = LimitReport::default();
+        let mut refused = None;
+        let wanted: Vec<(usize, u64)> = self.applicable(session, ctx, m, route).collect();
+        for (i, key) in wanted {
+            let (Some(state), Some(d)) = (self.limiter.policies.get(i), self.limiter.check(i, key).await) else {
+                continue;
+            };
+            refused = report.record(state, &d);
+            if refused.is_some() {
+                break;
+            }
+        }
+        ctx.rate_headers = report.finish();
+        refused
+    }
+}
+
+/// Accumulates the `RateLimit-Policy` / `RateLimit` values of one request's decisions.
+#[derive(Default)]
+struct LimitReport {
+    policy: String,
+    limit: String,
+}
+
+impl LimitReport {
+    /// Adds a decision; a refusal becomes the 429 answer.
+    fn record(&mut self, state: &ratelimit::PolicyState, d: &ratelimit::Decision) -> Option<ScimError> {
+        if !self.policy.is_empty() {
+            self.policy.push_str(", ");
+            self.limit.push_str(", ");
+        }
+        self.policy.push_str(&state.item);
+        ratelimit::write_limit_item(&mut self.limit, &state.policy, d);
+        if d.allowed {
+            return None;
+        }
+        let p = &state.policy;
+        let detail = format!(
+            "rate limit `{}` exceeded ({}/{}s)",
+            p.name,
+            p.rate.count,
+            p.rate.window.as_secs().max(1)
+        );
+        Some(ScimError::new(429, detail).retry_after(d.retry_after_secs()))
+    }
+
+    fn finish(self) -> Option<(String, String)> {
+        (!self.policy.is_empty()).then_some((self.policy, self.limit))
     }
 }
 
@@ -243,7 +284,15 @@ impl ProxyHttp for Scimitar {
         }
 
         // 2. Rate limits: 429 with an exact Retry-After.
-        if let Some(e) = self.check_limits(session, ctx, &m, route).await {
+        let refused = if route.limits.is_empty() {
+            None
+        } else if self.limiter.redis.is_none() {
+            self.check_limits_local(session, ctx, &m, route)
+        } else {
+            // Boxed: the Redis future is large and only shared-limit routes should carry it.
+            Box::pin(self.check_limits_shared(session, ctx, &m, route)).await
+        };
+        if let Some(e) = refused {
             respond(session, &e, &rate_header_pairs(ctx)).await?;
             return Ok(true);
         }
@@ -264,7 +313,12 @@ impl ProxyHttp for Scimitar {
                 self.hasher
                     .combined(&[KeySource::Tenant], &self.facts(session, ctx, &m))
             });
-            match adm.admit(tenant).await {
+            // The slot is usually free; only a full pool pays for the (boxed) queueing future.
+            let admitted = match adm.try_admit(tenant) {
+                Some(p) => Ok(p),
+                None => Box::pin(adm.admit(tenant)).await,
+            };
+            match admitted {
                 Ok(p) => ctx.permit = Some(p),
                 Err(shed) => {
                     let e = ScimError::new(503, shed.detail()).retry_after(adm.retry_after_secs());
@@ -381,13 +435,11 @@ impl ProxyHttp for Scimitar {
             );
         }
         if let Some(ip) = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()) {
-            let xff = match up.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-                Some(prev) => format!("{prev}, {ip}"),
-                None => ip.to_string(),
-            };
+            let prev = up.headers.get("x-forwarded-for").map(|v| v.as_bytes());
+            let xff = policy::forwarded_for(prev, ip)?;
             up.insert_header("x-forwarded-for", xff)?;
         }
-        up.insert_header("x-forwarded-proto", "http")?;
+        up.insert_header("x-forwarded-proto", HeaderValue::from_static("http"))?;
         if let Some(host) = session.req_header().headers.get("host").cloned() {
             up.insert_header("x-forwarded-host", host)?;
         }
@@ -515,6 +567,11 @@ impl ProxyHttp for Scimitar {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, e: &Error) -> bool {
+        // A client that hangs up is routine at the edge, not an error worth a log line each.
+        policy::client_went_away(e.etype(), e.esource())
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {

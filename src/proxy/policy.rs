@@ -67,9 +67,41 @@ pub fn status_for(etype: &ErrorType, source: &ErrorSource) -> u16 {
     }
 }
 
+/// The client closed or reset its connection: nobody is left to answer.
+pub fn client_went_away(etype: &ErrorType, source: &ErrorSource) -> bool {
+    *source == ErrorSource::Downstream
+        && matches!(
+            etype,
+            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+        )
+}
+
 /// Whether a response status from the upstream counts as a server failure.
 pub fn counts_as_failure(status: u16, count_5xx: bool) -> bool {
     count_5xx && matches!(status, 502..=504)
+}
+
+/// The `X-Forwarded-For` value: the client's hop appended to what it sent. Formatted on the
+/// stack, so the header value is the only allocation.
+pub fn forwarded_for(prev: Option<&[u8]>, ip: IpAddr) -> pingora::Result<http::HeaderValue> {
+    use std::io::Write;
+    let mut addr = [0u8; 45]; // longest textual IPv6
+    let n = {
+        let mut w = &mut addr[..];
+        let _ = write!(w, "{ip}");
+        45 - w.len()
+    };
+    let bad = |e| pingora::Error::because(ErrorType::InvalidHTTPHeader, "x-forwarded-for", e);
+    match prev.filter(|p| !p.is_empty()) {
+        None => http::HeaderValue::from_bytes(&addr[..n]).map_err(bad),
+        Some(p) => {
+            let mut v = Vec::with_capacity(p.len() + 2 + n);
+            v.extend_from_slice(p);
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(&addr[..n]);
+            http::HeaderValue::from_bytes(&v).map_err(bad)
+        }
+    }
 }
 
 /// The consistent-hashing key: the tenant when there is one, else the credential, else the
@@ -148,6 +180,20 @@ mod tests {
         assert!(!counts_as_failure(500, true));
         assert!(counts_as_failure(503, true));
         assert!(!counts_as_failure(503, false));
+        assert!(client_went_away(&ErrorType::ConnectionClosed, &ErrorSource::Downstream));
+        assert!(!client_went_away(&ErrorType::ConnectionClosed, &ErrorSource::Upstream));
+    }
+
+    #[test]
+    fn forwarded_for_appends_the_hop() {
+        let v4: IpAddr = "10.1.2.3".parse().unwrap();
+        let v6: IpAddr = "2001:db8:85a3:8d3:1319:8a2e:370:7348".parse().unwrap();
+        assert_eq!(forwarded_for(None, v4).unwrap(), "10.1.2.3");
+        assert_eq!(forwarded_for(Some(b"1.1.1.1"), v4).unwrap(), "1.1.1.1, 10.1.2.3");
+        assert_eq!(
+            forwarded_for(Some(b""), v6).unwrap(),
+            "2001:db8:85a3:8d3:1319:8a2e:370:7348"
+        );
     }
 
     #[test]

@@ -94,14 +94,23 @@ pub fn policy_item(p: &Policy) -> String {
 
 /// The `RateLimit` item: `r` requests left, `t` seconds until the burst is whole again.
 pub fn limit_item(p: &Policy, d: &Decision) -> String {
+    let mut s = String::new();
+    write_limit_item(&mut s, p, d);
+    s
+}
+
+pub fn write_limit_item(out: &mut String, p: &Policy, d: &Decision) {
+    use std::fmt::Write;
     let used = p.burst.saturating_sub(d.remaining);
     let t = (p.rate.period() * used).as_secs_f64().ceil() as u64;
-    format!("\"{}\";r={};t={}", p.name, d.remaining, t)
+    let _ = write!(out, "\"{}\";r={};t={}", p.name, d.remaining, t);
 }
 
 pub struct PolicyState {
     pub policy: Policy,
     pub local: LocalGcra,
+    /// This policy's `RateLimit-Policy` item, built once.
+    pub item: String,
 }
 
 /// Every policy of the config, and the shared store when there is one.
@@ -117,6 +126,7 @@ impl Limiter {
                 .into_iter()
                 .map(|p| PolicyState {
                     local: LocalGcra::new(p.rate, p.burst),
+                    item: policy_item(&p),
                     policy: p,
                 })
                 .collect(),

@@ -39,9 +39,15 @@ fn is_dot(seg: &str) -> bool {
 }
 
 fn is_dotdot(seg: &str) -> bool {
-    matches!(seg.len(), 2 | 4 | 6) && {
-        let lower = seg.to_ascii_lowercase();
-        matches!(lower.as_str(), ".." | "%2e." | ".%2e" | "%2e%2e")
+    let dot = |s: &str| s == "." || s.eq_ignore_ascii_case("%2e");
+    match seg.len() {
+        2 => seg == "..",
+        4 => {
+            seg.get(..3).is_some_and(dot) && seg.get(3..).is_some_and(dot)
+                || seg.get(..1).is_some_and(dot) && seg.get(1..).is_some_and(dot)
+        }
+        6 => seg.get(..3).is_some_and(dot) && seg.get(3..).is_some_and(dot),
+        _ => false,
     }
 }
 
