@@ -58,6 +58,8 @@ fn main() {
         threads: args[2].parse().unwrap_or(1),
         upstream_keepalive_pool_size: args[3].parse().unwrap_or(128),
         work_stealing: std::env::var("BARE_WORK_STEALING").is_ok_and(|v| v == "1"),
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
         pid_file: format!("/tmp/bare_pingora_{}.pid", std::process::id()),
         upgrade_sock: format!("/tmp/bare_pingora_{}.sock", std::process::id()),
         ..ServerConf::default()
