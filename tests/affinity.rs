@@ -54,7 +54,7 @@ fn a_write_pins_its_key_to_the_server_that_took_it_while_the_ring_changes() {
     let mut a = TestUpstream::start("a", Behavior::Echo);
     let mut b = TestUpstream::start("b", Behavior::Echo);
     let px = Proxy::start(&format!(
-        "upstreams:\n{}routes:\n  - base_path: /scim/v2\n    upstream: p\n    affinity: {{key: [token], pin_after_write: 2s}}\n",
+        "upstreams:\n{}routes:\n  - base_path: /scim/v2\n    upstream: p\n    affinity: {{key: [token], pin_after_write: 4s}}\n",
         pool_yaml(
             "p",
             &[a.addr, b.addr],
@@ -102,7 +102,7 @@ fn a_write_pins_its_key_to_the_server_that_took_it_while_the_ring_changes() {
     for _ in 0..5 {
         assert_eq!(server_for(writer, "GET"), "b", "the writer reads its own write on b");
     }
-    std::thread::sleep(Duration::from_millis(2200));
+    std::thread::sleep(Duration::from_millis(4200));
     assert_eq!(
         server_for(writer, "GET"),
         "a",

@@ -9,6 +9,14 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// These tests measure rates and concurrency: run them one at a time so one's load cannot
+/// skew another's timing.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn limited_proxy(up: &TestUpstream, policies: &str, route_extra: &str, top_extra: &str) -> Proxy {
     Proxy::start(&format!(
         "upstreams:\n{}routes:\n  - base_path: /{{tenant}}/scim/v2\n    upstream: p\n{route_extra}rate_limits:\n{top_extra}  policies:\n{policies}",
@@ -18,6 +26,7 @@ fn limited_proxy(up: &TestUpstream, policies: &str, route_extra: &str, top_extra
 
 #[test]
 fn a_burst_beyond_the_limit_gets_exactly_the_expected_429s() {
+    let _serial = serial();
     let up = TestUpstream::start("u", Behavior::Echo);
     let px = limited_proxy(
         &up,
@@ -69,6 +78,7 @@ fn a_burst_beyond_the_limit_gets_exactly_the_expected_429s() {
 
 #[test]
 fn endpoint_classes_have_separate_budgets() {
+    let _serial = serial();
     let up = TestUpstream::start("u", Behavior::Echo);
     let px = limited_proxy(
         &up,
@@ -89,6 +99,7 @@ fn endpoint_classes_have_separate_budgets() {
 
 #[test]
 fn a_full_pool_queues_briefly_then_sheds_with_503() {
+    let _serial = serial();
     let up = TestUpstream::start("slow", Behavior::Stall(Duration::from_millis(700)));
     let px = Proxy::start(&format!(
         "upstreams:\n{}routes:\n  - base_path: /scim/v2\n    upstream: p\n",
@@ -116,6 +127,7 @@ fn a_full_pool_queues_briefly_then_sheds_with_503() {
 
 #[test]
 fn oversized_bodies_get_413_before_any_upstream_contact() {
+    let _serial = serial();
     let up = TestUpstream::start("u", Behavior::Echo);
     let px = Proxy::start(&format!(
         "upstreams:\n{}routes:\n  - base_path: /scim/v2\n    upstream: p\n    max_body: {{default: 64KiB, bulk: 1KiB}}\n",
@@ -175,6 +187,7 @@ const SHARED: &str = "    per-tenant: {key: [tenant], rate: 50/s, burst: 5}\n";
 
 #[test]
 fn two_proxies_sharing_redis_hold_the_combined_limit() {
+    let _serial = serial();
     let redis = RedisServer::start();
     let up = TestUpstream::start("u", Behavior::Echo);
     let store = format!("  store: redis\nredis: {{url: \"{}\", timeout: 200ms}}\n", redis.url());
@@ -221,6 +234,7 @@ fn two_proxies_sharing_redis_hold_the_combined_limit() {
 
 #[test]
 fn requests_keep_flowing_when_redis_dies_and_sharing_resumes_when_it_returns() {
+    let _serial = serial();
     let mut redis = RedisServer::start();
     let up = TestUpstream::start("u", Behavior::Echo);
     let px = Proxy::start(&format!(
