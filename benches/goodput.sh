@@ -6,6 +6,8 @@
 # Output: bench-results/goodput.jsonl and bench-results/goodput.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 RUNS=${RUNS:-3}
 TENANTS=${TENANTS:-24}
 USERS=${USERS:-20}
@@ -19,26 +21,11 @@ VENV=${SCIMITAR_VENV:-.venv}
 scripts/ensure-apt.sh nginx cmake pkg-config libssl-dev
 make -s venv
 cargo build --release --bin scimitar --example scim_sync 2>&1 | tail -1
-if [ "$(nproc)" -ge 2 ]; then LOAD="taskset -c 0"; SERVE="taskset -c 1"; else LOAD=""; SERVE=""; fi
 REPLICAS=(18101 18102 18103)
 pids=()
 rpids=()
 cleanup() { stop_all "${pids[@]}" "${rpids[@]}"; }
-# Background jobs of a script ignore SIGINT, so: SIGTERM (the proxies here have no grace period),
-# then SIGKILL for whatever is still up after 3 s, so the script never hangs on a child.
-stop_all() {
-  local p
-  for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
-  for _ in $(seq 1 30); do
-    local alive=0
-    for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ "$alive" = 0 ] && return 0
-    sleep 0.1
-  done
-  for p in "$@"; do kill -9 "$p" 2>/dev/null || true; done
-}
 trap cleanup EXIT INT TERM
-wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
 start_replicas() {
   for p in "${rpids[@]}"; do kill "$p" 2>/dev/null || true; done

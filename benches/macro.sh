@@ -5,6 +5,8 @@
 # Output: bench-results/macro.jsonl (raw) and bench-results/macro.md (the table).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 RUNS=${RUNS:-3}
 DUR=${DUR:-3}
 OUT=${OUT:-bench-results}
@@ -16,26 +18,11 @@ ulimit -n 65536 2>/dev/null || true
 scripts/ensure-apt.sh wrk nginx haproxy nghttp2-client cmake pkg-config libssl-dev
 cargo build --release --bin scimitar --example bare_pingora 2>&1 | tail -1
 
-if [ "$(nproc)" -ge 2 ]; then LOAD="taskset -c 0"; SERVE="taskset -c 1"; else LOAD=""; SERVE=""; fi
 UP=(18081 18082 18083)
 pids=()
 cleanup() { stop_all "${pids[@]}"; }
-# Background jobs of a script ignore SIGINT, so: SIGTERM (the proxies here have no grace period),
-# then SIGKILL for whatever is still up after 3 s, so the script never hangs on a child.
-stop_all() {
-  local p
-  for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
-  for _ in $(seq 1 30); do
-    local alive=0
-    for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ "$alive" = 0 ] && return 0
-    sleep 0.1
-  done
-  for p in "$@"; do kill -9 "$p" 2>/dev/null || true; done
-}
 trap cleanup EXIT INT TERM
 
-wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
 # --- upstreams: one nginx, one worker, three ports, a 1 KB SCIM User ---------------------------
 USER_JSON=$(python3 - <<'PY'

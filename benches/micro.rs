@@ -4,10 +4,9 @@
 
 use std::hint::black_box;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use scimitar::config::{Passive, PoolConfig, Selection, ServerAddr, Timeouts};
+use scimitar::config::{PoolConfig, Selection, ServerAddr};
 use scimitar::keys::{Facts, KeyHasher, KeySource};
 use scimitar::ratelimit::{LocalGcra, Rate};
 use scimitar::routing::{BasePath, Route, Router};
@@ -17,14 +16,8 @@ use scimitar::upstream::Pool;
 
 fn router() -> Router {
     let route = |base: &str, classes: u16| Route {
-        name: base.into(),
-        base: BasePath::parse(base).expect("base path"),
         classes,
-        methods: 0,
-        upstream: 0,
-        max_body: [1 << 20; 9],
-        affinity: None,
-        limits: vec![],
+        ..Route::new(base, BasePath::parse(base).expect("base path"), 0)
     };
     Router::new(vec![
         route("/scim/v2", EndpointClass::Bulk.bit()),
@@ -53,32 +46,13 @@ fn classify(c: &mut Criterion) {
 }
 
 fn pool(selection: Selection) -> Pool {
-    let cfg = PoolConfig {
-        name: "bench".into(),
-        servers: (0..3)
-            .map(|i| ServerAddr {
-                address: SocketAddr::from(([127, 0, 0, 1], 18081 + i)),
-                weight: 1,
-            })
-            .collect(),
-        selection,
-        health_check: None,
-        passive: Passive {
-            max_fails: 3,
-            eject_for: Duration::from_secs(10),
-            count_5xx: false,
-        },
-        timeouts: Timeouts {
-            connect: Duration::from_secs(1),
-            read: Duration::from_secs(1),
-            write: Duration::from_secs(1),
-            idle: Duration::from_secs(1),
-        },
-        keepalive: 32,
-        retries: 2,
-        preserve_host: true,
-        overload: None,
-    };
+    let servers = (0..3)
+        .map(|i| ServerAddr {
+            address: SocketAddr::from(([127, 0, 0, 1], 18081 + i)),
+            weight: 1,
+        })
+        .collect();
+    let cfg = PoolConfig::new("bench", servers, selection);
     let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     rt.block_on(Pool::build(cfg)).expect("pool")
 }

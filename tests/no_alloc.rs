@@ -43,14 +43,8 @@ fn allocations(f: impl FnOnce()) -> u64 {
 
 fn router() -> Router {
     let route = |base: &str, classes: u16| Route {
-        name: base.into(),
-        base: BasePath::parse(base).unwrap(),
         classes,
-        methods: 0,
-        upstream: 0,
-        max_body: [1 << 20; 9],
-        affinity: None,
-        limits: vec![],
+        ..Route::new(base, BasePath::parse(base).expect("base path"), 0)
     };
     Router::new(vec![
         route("/scim/v2", EndpointClass::Bulk.bit()),

@@ -350,15 +350,16 @@ fn pool(p: &mut Problems, at: &str, name: &str, v: &Value) -> Option<PoolConfig>
     let health_check = r::get(m, "health_check").and_then(|v| health(p, &join(at, "health_check"), v));
     let passive = r::get(m, "passive")
         .and_then(|v| passive(p, &join(at, "passive"), v))
-        .unwrap_or(Passive {
-            max_fails: 3,
-            eject_for: Duration::from_secs(10),
-            count_5xx: false,
-        });
+        .unwrap_or_default();
     let timeouts = timeouts(p, at, m);
-    let keepalive = r::opt(p, m, at, "keepalive", 128, |p, path, v| r::uint(p, path, v, 0, 65_536)) as usize;
-    let retries = r::opt(p, m, at, "retries", 2, |p, path, v| r::uint(p, path, v, 0, 16)) as usize;
-    let preserve_host = r::opt(p, m, at, "preserve_host", true, r::boolean);
+    let d = PoolConfig::new(name, Vec::new(), selection);
+    let keepalive = r::opt(p, m, at, "keepalive", d.keepalive as u64, |p, path, v| {
+        r::uint(p, path, v, 0, 65_536)
+    }) as usize;
+    let retries = r::opt(p, m, at, "retries", d.retries as u64, |p, path, v| {
+        r::uint(p, path, v, 0, 16)
+    }) as usize;
+    let preserve_host = r::opt(p, m, at, "preserve_host", d.preserve_host, r::boolean);
     let overload = overload(p, at, m);
     // Returned even with no valid server, so routes naming this pool do not also fail.
     Some(PoolConfig {
@@ -489,22 +490,18 @@ fn health(p: &mut Problems, at: &str, v: &Value) -> Option<HealthCheck> {
 
 fn passive(p: &mut Problems, at: &str, v: &Value) -> Option<Passive> {
     let m = r::map(p, at, v, PASSIVE)?;
+    let d = Passive::default();
     Some(Passive {
-        max_fails: r::opt(p, m, at, "max_fails", 3, |p, path, v| r::uint(p, path, v, 0, 1000)) as u32,
-        eject_for: r::opt(p, m, at, "eject_for", Duration::from_secs(10), r::duration),
-        count_5xx: r::opt(p, m, at, "count_5xx", false, r::boolean),
+        max_fails: r::opt(p, m, at, "max_fails", d.max_fails.into(), |p, path, v| {
+            r::uint(p, path, v, 0, 1000)
+        }) as u32,
+        eject_for: r::opt(p, m, at, "eject_for", d.eject_for, r::duration),
+        count_5xx: r::opt(p, m, at, "count_5xx", d.count_5xx, r::boolean),
     })
 }
 
 fn timeouts(p: &mut Problems, at: &str, pool: &Mapping) -> Timeouts {
-    // read: under the 60 s after which Entra ID gives up and re-POSTs, so the IdP sees our 504
-    // rather than its own timeout.
-    let mut t = Timeouts {
-        connect: Duration::from_secs(2),
-        read: Duration::from_secs(55),
-        write: Duration::from_secs(30),
-        idle: Duration::from_secs(30),
-    };
+    let mut t = Timeouts::default();
     let Some(v) = r::get(pool, "timeouts") else { return t };
     let at = join(at, "timeouts");
     let Some(m) = r::map(p, &at, v, TIMEOUTS) else { return t };

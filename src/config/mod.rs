@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use pingora::server::configuration::ServerConf;
 
+pub use build::DEFAULT_MAX_BODY;
 pub use reader::{Problem, Problems};
 
 use crate::routing::Route;
@@ -99,6 +100,49 @@ pub struct Timeouts {
     pub read: Duration,
     pub write: Duration,
     pub idle: Duration,
+}
+
+impl Default for Passive {
+    /// nginx's `max_fails=1 fail_timeout=10s` is too twitchy for SCIM servers that restart
+    /// workers; three in a row is a real failure.
+    fn default() -> Self {
+        Passive {
+            max_fails: 3,
+            eject_for: Duration::from_secs(10),
+            count_5xx: false,
+        }
+    }
+}
+
+impl Default for Timeouts {
+    /// `read` stays under the 60 s after which Entra ID gives up and re-POSTs, so the IdP sees
+    /// our 504 rather than its own timeout.
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(2),
+            read: Duration::from_secs(55),
+            write: Duration::from_secs(30),
+            idle: Duration::from_secs(30),
+        }
+    }
+}
+
+impl PoolConfig {
+    /// A pool with every optional setting at its default (as an empty YAML pool would get).
+    pub fn new(name: &str, servers: Vec<ServerAddr>, selection: Selection) -> Self {
+        PoolConfig {
+            name: name.to_string(),
+            servers,
+            selection,
+            health_check: None,
+            passive: Passive::default(),
+            timeouts: Timeouts::default(),
+            keepalive: 128,
+            retries: 2,
+            preserve_host: true,
+            overload: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -1,6 +1,7 @@
 //! The Pingora `ProxyHttp` glue. Each hook asks a pure function (routing, classification,
 //! [`policy`], keys, limits, the pool) and applies the answer; no decisions are made here.
 
+mod limits;
 pub mod policy;
 pub mod request_id;
 
@@ -18,7 +19,7 @@ use pingora::{Error, ErrorType, Result};
 use crate::config::Tenancy;
 use crate::keys::{Facts, KeyHasher, KeySource};
 use crate::overload::Permit;
-use crate::ratelimit::{self, Limiter};
+use crate::ratelimit::Limiter;
 use crate::routing::{NoRoute, Route, RouteMatch, Router};
 use crate::scim::error::{default_detail, ScimError};
 use crate::scim::path::{needs_normalizing, normalize};
@@ -110,110 +111,15 @@ impl Scimitar {
             class: m.view.class,
         }
     }
-
-    /// The key and index of each of the route's policies that counts this request.
-    fn applicable<'r>(
-        &'r self,
-        session: &'r Session,
-        ctx: &'r Ctx,
-        m: &'r RouteMatch,
-        route: &'r Route,
-    ) -> impl Iterator<Item = (usize, u64)> + 'r {
-        route.limits.iter().filter_map(move |&i| {
-            let p = &self.limiter.policies.get(i)?.policy;
-            if p.classes != 0 && p.classes & m.view.class.bit() == 0 {
-                return None;
-            }
-            Some((i, self.hasher.combined(&p.key, &self.facts(session, ctx, m))))
-        })
-    }
-
-    /// Local limits are plain synchronous code, so the common request future stays small.
-    fn check_limits_local(&self, session: &Session, ctx: &mut Ctx, m: &RouteMatch, route: &Route) -> Option<ScimError> {
-        let mut report = LimitReport::default();
-        let mut refused = None;
-        for (i, key) in self.applicable(session, ctx, m, route) {
-            let Some(state) = self.limiter.policies.get(i) else {
-                continue;
-            };
-            refused = report.record(state, &state.local.check(key));
-            if refused.is_some() {
-                break;
-            }
-        }
-        ctx.rate_headers = report.finish();
-        refused
-    }
-
-    /// With a shared store each decision is a Redis round trip (or the local fallback).
-    async fn check_limits_shared(
-        &self,
-        session: &Session,
-        ctx: &mut Ctx,
-        m: &RouteMatch,
-        route: &Route,
-    ) -> Option<ScimError> {
-        let mut report = LimitReport::default();
-        let mut refused = None;
-        let wanted: Vec<(usize, u64)> = self.applicable(session, ctx, m, route).collect();
-        for (i, key) in wanted {
-            let (Some(state), Some(d)) = (self.limiter.policies.get(i), self.limiter.check(i, key).await) else {
-                continue;
-            };
-            refused = report.record(state, &d);
-            if refused.is_some() {
-                break;
-            }
-        }
-        ctx.rate_headers = report.finish();
-        refused
-    }
-}
-
-/// Accumulates the `RateLimit-Policy` / `RateLimit` values of one request's decisions.
-#[derive(Default)]
-struct LimitReport {
-    policy: String,
-    limit: String,
-}
-
-impl LimitReport {
-    /// Adds a decision; a refusal becomes the 429 answer.
-    fn record(&mut self, state: &ratelimit::PolicyState, d: &ratelimit::Decision) -> Option<ScimError> {
-        if !self.policy.is_empty() {
-            self.policy.push_str(", ");
-            self.limit.push_str(", ");
-        }
-        self.policy.push_str(&state.item);
-        ratelimit::write_limit_item(&mut self.limit, &state.policy, d);
-        if d.allowed {
-            return None;
-        }
-        let p = &state.policy;
-        let detail = format!(
-            "rate limit `{}` exceeded ({}/{}s)",
-            p.name,
-            p.rate.count,
-            p.rate.window.as_secs().max(1)
-        );
-        Some(ScimError::new(429, detail).retry_after(d.retry_after_secs()))
-    }
-
-    fn finish(self) -> Option<(String, String)> {
-        (!self.policy.is_empty()).then_some((self.policy, self.limit))
-    }
-}
-
-fn rate_header_pairs(ctx: &Ctx) -> Vec<(&'static str, &str)> {
-    match &ctx.rate_headers {
-        Some((p, l)) => vec![("ratelimit-policy", p.as_str()), ("ratelimit", l.as_str())],
-        None => Vec::new(),
-    }
 }
 
 #[async_trait]
 impl ProxyHttp for Scimitar {
     type CTX = Ctx;
+
+    /// No downstream modules: Pingora's default installs a *disabled* compression module that
+    /// still runs on every response. SCIM payloads are small JSON; compression is not our job.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
@@ -293,7 +199,7 @@ impl ProxyHttp for Scimitar {
             Box::pin(self.check_limits_shared(session, ctx, &m, route)).await
         };
         if let Some(e) = refused {
-            respond(session, &e, &rate_header_pairs(ctx)).await?;
+            respond(session, &e, &limits::rate_header_pairs(ctx)).await?;
             return Ok(true);
         }
 
@@ -322,7 +228,7 @@ impl ProxyHttp for Scimitar {
                 Ok(p) => ctx.permit = Some(p),
                 Err(shed) => {
                     let e = ScimError::new(503, shed.detail()).retry_after(adm.retry_after_secs());
-                    respond(session, &e, &rate_header_pairs(ctx)).await?;
+                    respond(session, &e, &limits::rate_header_pairs(ctx)).await?;
                     return Ok(true);
                 }
             }

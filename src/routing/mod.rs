@@ -91,6 +91,20 @@ pub struct Route {
 }
 
 impl Route {
+    /// A route with no filters, no policies and the default body limit.
+    pub fn new(name: &str, base: BasePath, upstream: usize) -> Self {
+        Route {
+            name: name.to_string(),
+            base,
+            classes: 0,
+            methods: 0,
+            upstream,
+            max_body: [crate::config::DEFAULT_MAX_BODY; 9],
+            affinity: None,
+            limits: Vec::new(),
+        }
+    }
+
     pub fn max_body_for(&self, class: crate::scim::EndpointClass) -> u64 {
         self.max_body[class as usize]
     }

@@ -3,33 +3,26 @@ use crate::config::{Passive, ServerAddr, Timeouts};
 use std::time::Duration;
 
 fn cfg(selection: Selection, servers: &[(u16, usize)]) -> PoolConfig {
-    PoolConfig {
-        name: "t".into(),
-        servers: servers
-            .iter()
-            .map(|(port, weight)| ServerAddr {
-                address: SocketAddr::from(([127, 0, 0, 1], *port)),
-                weight: *weight,
-            })
-            .collect(),
-        selection,
-        health_check: None,
-        passive: Passive {
-            max_fails: 2,
-            eject_for: Duration::from_secs(30),
-            count_5xx: false,
-        },
-        timeouts: Timeouts {
-            connect: Duration::from_secs(1),
-            read: Duration::from_secs(1),
-            write: Duration::from_secs(1),
-            idle: Duration::from_secs(1),
-        },
-        keepalive: 8,
-        retries: 2,
-        preserve_host: true,
-        overload: None,
-    }
+    let servers = servers
+        .iter()
+        .map(|(port, weight)| ServerAddr {
+            address: SocketAddr::from(([127, 0, 0, 1], *port)),
+            weight: *weight,
+        })
+        .collect();
+    let mut c = PoolConfig::new("t", servers, selection);
+    c.passive = Passive {
+        max_fails: 2,
+        eject_for: Duration::from_secs(30),
+        count_5xx: false,
+    };
+    c.timeouts = Timeouts {
+        connect: Duration::from_secs(1),
+        read: Duration::from_secs(1),
+        write: Duration::from_secs(1),
+        idle: Duration::from_secs(1),
+    };
+    c
 }
 
 #[tokio::test]
