@@ -117,6 +117,10 @@ fn a_full_pool_queues_briefly_then_sheds_with_503() {
     for r in shed {
         let d = r.assert_scim_error(503);
         assert!(d.contains("queue is full"), "{d}");
+        assert!(
+            r.header("x-request-id").is_some(),
+            "proxy-made answers carry the request id"
+        );
         assert_eq!(r.header("retry-after"), Some("3"));
     }
     assert_eq!(up.max_concurrent(), 2, "the upstream never saw more than max_inflight");

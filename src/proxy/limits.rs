@@ -107,10 +107,3 @@ impl LimitReport {
         (!self.policy.is_empty()).then_some((self.policy, self.limit))
     }
 }
-
-pub(super) fn rate_header_pairs(ctx: &Ctx) -> Vec<(&'static str, &str)> {
-    match &ctx.rate_headers {
-        Some((p, l)) => vec![("ratelimit-policy", p.as_str()), ("ratelimit", l.as_str())],
-        None => Vec::new(),
-    }
-}

@@ -63,13 +63,18 @@ fn path<'a>(session: &'a Session, ctx: &'a Ctx) -> &'a str {
         .unwrap_or_else(|| session.req_header().uri.path())
 }
 
-/// Writes a SCIM error answer from a request filter. The connection stays open only when no
-/// unread request body could be left on it.
-pub async fn respond(session: &mut Session, err: &ScimError, extra: &[(&'static str, &str)]) -> Result<()> {
+/// Writes a SCIM error answer from a request filter, with the request id and any rate-limit
+/// headers already decided. The connection stays open only when no unread request body could
+/// be left on it.
+pub async fn respond(session: &mut Session, ctx: &Ctx, err: &ScimError) -> Result<()> {
     let body = err.body();
     let mut header = err.header(body.len())?;
-    for (k, v) in extra {
-        header.insert_header(*k, *v)?;
+    if let Some(id) = &ctx.request_id {
+        header.insert_header("x-request-id", id.clone())?;
+    }
+    if let Some((p, l)) = &ctx.rate_headers {
+        header.insert_header("ratelimit-policy", p.as_str())?;
+        header.insert_header("ratelimit", l.as_str())?;
     }
     let has_body = session.req_header().headers.contains_key("content-length")
         || session.req_header().headers.contains_key("transfer-encoding");
@@ -163,7 +168,7 @@ impl ProxyHttp for Scimitar {
                     NoRoute::NotScim => "no SCIM endpoint at this path",
                     NoRoute::Filtered => "no route accepts this method and endpoint",
                 };
-                respond(session, &ScimError::new(404, detail), &[]).await?;
+                respond(session, ctx, &ScimError::new(404, detail)).await?;
                 return Ok(true);
             }
         };
@@ -181,11 +186,7 @@ impl ProxyHttp for Scimitar {
             .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|n| n > max_body) {
-            let e = ScimError::new(
-                413,
-                format!("request body exceeds this endpoint's limit of {max_body} bytes"),
-            );
-            respond(session, &e, &[]).await?;
+            respond(session, ctx, &ScimError::too_large(max_body)).await?;
             return Ok(true);
         }
 
@@ -199,7 +200,7 @@ impl ProxyHttp for Scimitar {
             Box::pin(self.check_limits_shared(session, ctx, &m, route)).await
         };
         if let Some(e) = refused {
-            respond(session, &e, &limits::rate_header_pairs(ctx)).await?;
+            respond(session, ctx, &e).await?;
             return Ok(true);
         }
 
@@ -228,7 +229,7 @@ impl ProxyHttp for Scimitar {
                 Ok(p) => ctx.permit = Some(p),
                 Err(shed) => {
                     let e = ScimError::new(503, shed.detail()).retry_after(adm.retry_after_secs());
-                    respond(session, &e, &limits::rate_header_pairs(ctx)).await?;
+                    respond(session, ctx, &e).await?;
                     return Ok(true);
                 }
             }
@@ -256,10 +257,7 @@ impl ProxyHttp for Scimitar {
                 _ => u64::MAX,
             };
             if ctx.body_bytes > max {
-                ctx.error = Some(ScimError::new(
-                    413,
-                    format!("request body exceeds this endpoint's limit of {max} bytes"),
-                ));
+                ctx.error = Some(ScimError::too_large(max));
                 return Error::e_explain(ErrorType::HTTPStatus(413), "request body too large");
             }
         }

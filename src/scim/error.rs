@@ -28,6 +28,14 @@ impl ScimError {
         }
     }
 
+    /// 413 naming the limit, so a client can split its Bulk or PATCH accordingly.
+    pub fn too_large(max: u64) -> Self {
+        Self::new(
+            413,
+            format!("request body exceeds this endpoint's limit of {max} bytes"),
+        )
+    }
+
     pub fn retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs.max(1));
         self
