@@ -18,67 +18,14 @@ ulimit -n 65536 2>/dev/null || true
 scripts/ensure-apt.sh wrk nginx haproxy nghttp2-client cmake pkg-config libssl-dev
 cargo build --release --bin scimitar --example bare_pingora 2>&1 | tail -1
 
-UP=(18081 18082 18083)
 pids=()
 cleanup() { stop_all "${pids[@]}"; }
 trap cleanup EXIT INT TERM
 
 
-# --- upstreams: one nginx, one worker, three ports, a 1 KB SCIM User ---------------------------
-USER_JSON=$(python3 - <<'PY'
-import json
-u = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "id": "2819c223-7f76-453a-919d-413861904646",
-     "externalId": "bjensen", "userName": "bjensen@example.com",
-     "name": {"formatted": "Ms. Barbara J Jensen III", "familyName": "Jensen", "givenName": "Barbara"},
-     "displayName": "Babs Jensen", "active": True,
-     "emails": [{"value": "bjensen@example.com", "type": "work", "primary": True}],
-     "meta": {"resourceType": "User", "created": "2010-01-23T04:56:22Z", "lastModified": "2011-05-13T04:42:34Z",
-              "version": "W/\"3694e05e9dff590\"", "location": "https://example.com/v2/Users/2819c223-7f76-453a-919d-413861904646"}}
-s = json.dumps(u)
-s = s[:-1] + ', "title": "' + "x" * (1024 - len(s) - 13) + '"}'
-print(s)
-PY
-)
-printf '%s' "$USER_JSON" >"$T/user.json"
-cat >"$T/upstreams.conf" <<NGX
-worker_processes 1;
-daemon off;
-pid $PWD/$T/upstreams.pid;
-error_log $PWD/$T/upstreams.err warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_buffer_size 64k;
-  server { listen 127.0.0.1:${UP[0]} reuseport; location / { default_type application/scim+json; return 200 '$USER_JSON'; } }
-  server { listen 127.0.0.1:${UP[1]} reuseport; location / { default_type application/scim+json; return 200 '$USER_JSON'; } }
-  server { listen 127.0.0.1:${UP[2]} reuseport; location / { default_type application/scim+json; return 200 '$USER_JSON'; } }
-}
-NGX
-$SERVE nginx -c "$PWD/$T/upstreams.conf" -e "$PWD/$T/upstreams.err" & pids+=($!)
-for p in "${UP[@]}"; do wait_port "$p"; done
+start_upstreams
 
 # --- proxies -----------------------------------------------------------------------------------
-servers_yaml() { for p in "${UP[@]}"; do echo "      - 127.0.0.1:$p"; done; }
-scimitar_conf() { # $1 port, $2 admin, $3 on|off
-  cat <<Y
-server: {threads: 1, pid_file: $PWD/$T/s$1.pid, upgrade_sock: $PWD/$T/s$1.sock, upstream_keepalive_pool_size: 4096, grace_period_seconds: 0, graceful_shutdown_timeout_seconds: 1}
-listeners: [{name: main, address: "127.0.0.1:$1"}]
-admin: {address: "127.0.0.1:$2"}
-upstreams:
-  u:
-    selection: $([ "$3" = on ] && echo consistent || echo round_robin)
-    servers:
-$(servers_yaml)
-    keepalive: 1024
-    passive: {max_fails: 0}
-$([ "$3" = on ] && printf '    health_check: {path: /health, interval: 5s}\n    max_inflight: 100000\n    queue: 0\n')
-routes:
-  - base_path: /scim/v2
-    upstream: u
-$([ "$3" = on ] && printf '    affinity: {key: [token, tenant, client_ip], pin_after_write: 30s}\n    rate_limits: [ceiling]\nrate_limits:\n  policies:\n    ceiling: {key: [token, client_ip], rate: 1000000/s, burst: 1000000}\n')
-Y
-}
 scimitar_conf 18090 18095 on >"$T/on.yaml"
 scimitar_conf 18091 18096 off >"$T/off.yaml"
 SCIMITAR_LOG=${SCIMITAR_LOG:-warn}
