@@ -114,3 +114,27 @@ fn a_rate_limit_decision_for_a_known_key_does_not_allocate() {
     });
     assert_eq!(n, 0);
 }
+
+#[test]
+fn selecting_a_server_does_not_allocate() {
+    use scimitar::config::{PoolConfig, Selection, ServerAddr};
+    use scimitar::upstream::Pool;
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    for selection in [Selection::RoundRobin, Selection::Consistent] {
+        let servers = (0..3)
+            .map(|i| ServerAddr {
+                address: std::net::SocketAddr::from(([127, 0, 0, 1], 18081 + i)),
+                weight: 1,
+            })
+            .collect();
+        let pool = rt.block_on(Pool::build(PoolConfig::new("p", servers, selection))).unwrap();
+        let n = allocations(|| {
+            for k in 0..100u64 {
+                let pick = pool.select(&k.to_le_bytes(), 0).unwrap();
+                // A retry skips the first pick, still without allocating.
+                std::hint::black_box(pool.select(&k.to_le_bytes(), 1 << pick.index).unwrap());
+            }
+        });
+        assert_eq!(n, 0, "{selection:?}");
+    }
+}

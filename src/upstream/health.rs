@@ -13,11 +13,11 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use pingora::{Error, ErrorType};
 
-use super::Pool;
+use super::{Pool, ServerState};
 use crate::config::{HealthCheck, PoolConfig};
 
 /// Builds the checker for one pool. `None` when the pool has no `health_check`.
-pub fn checker(pool: &PoolConfig) -> Option<HttpHealthCheck> {
+pub fn checker(pool: &PoolConfig, servers: Arc<[ServerState]>) -> Option<HttpHealthCheck> {
     let cfg: &HealthCheck = pool.health_check.as_ref()?;
     let host = cfg.host.clone().unwrap_or_else(|| "localhost".to_string());
     let mut hc = HttpHealthCheck::new(&host, false);
@@ -43,29 +43,35 @@ pub fn checker(pool: &PoolConfig) -> Option<HttpHealthCheck> {
             )
         }
     }));
-    hc.health_changed_callback = Some(Box::new(LogChanges {
+    hc.health_changed_callback = Some(Box::new(Mirror {
         pool: pool.name.clone(),
+        servers,
     }));
     Some(hc)
 }
 
-pub fn attach<S>(lb: &mut LoadBalancer<S>, pool: &PoolConfig)
+pub fn attach<S>(lb: &mut LoadBalancer<S>, pool: &PoolConfig, servers: Arc<[ServerState]>)
 where
     S: BackendSelection + 'static,
     S::Iter: BackendIter,
 {
-    if let Some(hc) = checker(pool) {
+    if let Some(hc) = checker(pool, servers) {
         lb.set_health_check(Box::new(hc));
     }
 }
 
-struct LogChanges {
+/// Mirrors every health flip into the pool's [`ServerState`] (what selection reads) and logs it.
+struct Mirror {
     pool: String,
+    servers: Arc<[ServerState]>,
 }
 
 #[async_trait]
-impl HealthObserve for LogChanges {
+impl HealthObserve for Mirror {
     async fn observe(&self, target: &Backend, healthy: bool) {
+        if let Some(s) = self.servers.iter().find(|s| target.addr.as_inet() == Some(&s.addr)) {
+            s.set_healthy(healthy);
+        }
         if healthy {
             log::warn!("upstream {}: server {} is healthy again", self.pool, target.addr);
         } else {
@@ -98,7 +104,7 @@ impl BackgroundService for HealthService {
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
-                    pool.balancer.run_health_check().await;
+                    pool.run_health_check().await;
                 }
             }));
         }

@@ -6,52 +6,29 @@
 
 mod health;
 mod passive;
+mod select;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use pingora::lb::selection::{Consistent, RoundRobin};
+use pingora::lb::selection::RoundRobin;
 use pingora::lb::{discovery, Backend, Backends, LoadBalancer};
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::affinity::PinTable;
-use crate::config::{PoolConfig, Selection};
+use crate::config::PoolConfig;
 use crate::overload::Admission;
 
 /// Pins kept per pool at most (each ~24 bytes): bounded whatever the number of clients.
 const PIN_CAPACITY: usize = 1 << 20;
 pub use health::HealthService;
 pub use passive::{now_ms, ServerState};
+pub use select::Selector;
 
-/// The selection algorithms, chosen per pool from YAML.
-pub enum Balancer {
-    RoundRobin(Arc<LoadBalancer<RoundRobin>>),
-    Consistent(Arc<LoadBalancer<Consistent>>),
-}
-
-impl Balancer {
-    fn select_with(&self, key: &[u8], max: usize, accept: impl Fn(&Backend, bool) -> bool) -> Option<Backend> {
-        match self {
-            Balancer::RoundRobin(lb) => lb.select_with(key, max, accept),
-            Balancer::Consistent(lb) => lb.select_with(key, max, accept),
-        }
-    }
-
-    async fn run_health_check(&self) {
-        match self {
-            Balancer::RoundRobin(lb) => lb.backends().run_health_check(true).await,
-            Balancer::Consistent(lb) => lb.backends().run_health_check(true).await,
-        }
-    }
-
-    fn ready(&self, b: &Backend) -> bool {
-        match self {
-            Balancer::RoundRobin(lb) => lb.backends().ready(b),
-            Balancer::Consistent(lb) => lb.backends().ready(b),
-        }
-    }
-}
+/// Pingora's load balancer, kept for what it does well: static discovery and active health
+/// checks. Selection itself is ours ([`Selector`]), on a mirror of the health it reports.
+type Checker = Arc<LoadBalancer<RoundRobin>>;
 
 /// Why a pool could not give a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,14 +46,15 @@ pub struct Pick {
 
 pub struct Pool {
     pub config: PoolConfig,
-    pub balancer: Balancer,
-    pub servers: Vec<ServerState>,
+    checker: Checker,
+    selector: Selector,
+    /// Per-server state, shared with the health observer that mirrors active health into it.
+    pub servers: Arc<[ServerState]>,
     /// Read-your-writes pins (affinity key → server index).
     pub pins: PinTable,
     pub admission: Option<Admission>,
     /// Peer settings shared by every server of the pool; only the address differs.
     template: HttpPeer,
-    max_iterations: usize,
 }
 
 /// The backends of a pool, as pingora-load-balancing wants them.
@@ -104,10 +82,14 @@ fn unreachable_backend() -> Backend {
 }
 
 impl Pool {
-    /// Builds the pool around an already-constructed balancer (see [`crate::app`], which also
-    /// hands the balancer to Pingora's background service for health checking).
-    pub fn new(config: PoolConfig, balancer: Balancer) -> Self {
-        let servers = config.servers.iter().map(|s| ServerState::new(s.address)).collect();
+    /// Builds a pool: static discovery needs one `update()`, then the health check (if any) is
+    /// attached with an observer that mirrors each health flip into [`ServerState`];
+    /// [`HealthService`] runs the checks.
+    pub async fn build(config: PoolConfig) -> pingora::Result<Self> {
+        let servers: Arc<[ServerState]> = config.servers.iter().map(|s| ServerState::new(s.address)).collect();
+        let mut lb = LoadBalancer::<RoundRobin>::from_backends(backends(&config));
+        lb.update().await?;
+        health::attach(&mut lb, &config, servers.clone());
         let mut template = HttpPeer::new(SocketAddr::from(([127, 0, 0, 1], 0)), false, String::new());
         let t = &config.timeouts;
         template.options.connection_timeout = Some(t.connect);
@@ -120,37 +102,20 @@ impl Pool {
         } else {
             t.idle
         });
-        let max_iterations = config.servers.len() * 2 + 8;
-        Pool {
+        Ok(Pool {
             admission: config.overload.clone().map(Admission::new),
             pins: PinTable::new(PIN_CAPACITY),
+            selector: Selector::new(config.selection, &config.servers),
+            checker: Arc::new(lb),
             config,
-            balancer,
             servers,
             template,
-            max_iterations,
-        }
+        })
     }
 
-    /// Builds a pool with its balancer populated (static discovery needs one `update()`) and
-    /// its health check attached; [`HealthService`] then runs the checks.
-    pub async fn build(config: PoolConfig) -> pingora::Result<Self> {
-        let backends = backends(&config);
-        let balancer = match config.selection {
-            Selection::RoundRobin => {
-                let mut lb = LoadBalancer::<RoundRobin>::from_backends(backends);
-                lb.update().await?;
-                health::attach(&mut lb, &config);
-                Balancer::RoundRobin(Arc::new(lb))
-            }
-            Selection::Consistent => {
-                let mut lb = LoadBalancer::<Consistent>::from_backends(backends);
-                lb.update().await?;
-                health::attach(&mut lb, &config);
-                Balancer::Consistent(Arc::new(lb))
-            }
-        };
-        Ok(Pool::new(config, balancer))
+    /// One active health-check pass over every server (run by [`HealthService`]).
+    pub async fn run_health_check(&self) {
+        self.checker.backends().run_health_check(true).await;
     }
 
     pub fn name(&self) -> &str {
@@ -162,17 +127,26 @@ impl Pool {
     /// ejected, ejection is ignored (as Envoy's panic threshold does): a pool-wide blip must not
     /// turn into a pool-wide outage.
     pub fn select(&self, key: &[u8], tried: u64) -> Result<Pick, NoServer> {
-        let now = passive::now_ms();
-        let pick = |respect_ejection: bool| {
-            self.balancer.select_with(key, self.max_iterations, |b, healthy| {
-                healthy
-                    && self
-                        .index_of(b)
-                        .is_some_and(|i| tried & bit(i) == 0 && (!respect_ejection || !self.servers[i].is_ejected(now)))
-            })
+        // The clock is read only if some server was ever ejected.
+        let mut now = 0;
+        let mut eligible = |i: usize, respect_ejection: bool| {
+            let s = &self.servers[i];
+            if tried & bit(i) != 0 || !s.is_healthy() {
+                return false;
+            }
+            if !respect_ejection || !s.was_ejected() {
+                return true;
+            }
+            if now == 0 {
+                now = passive::now_ms();
+            }
+            !s.is_ejected(now)
         };
-        let backend = pick(true).or_else(|| pick(false)).ok_or(NoServer::NoneHealthy)?;
-        let index = self.index_of(&backend).ok_or(NoServer::NoneHealthy)?;
+        let index = self
+            .selector
+            .pick(key, |i| eligible(i, true))
+            .or_else(|| self.selector.pick(key, |i| eligible(i, false)))
+            .ok_or(NoServer::NoneHealthy)?;
         self.servers[index].selected();
         Ok(Pick {
             index,
@@ -183,16 +157,11 @@ impl Pool {
     /// The pinned server, if it is still a good choice: healthy, not ejected, not yet tried.
     pub fn pinned(&self, index: usize, tried: u64) -> Option<Pick> {
         let s = self.servers.get(index)?;
-        if tried & bit(index) != 0 || s.is_ejected(passive::now_ms()) || !self.healthy(index) {
+        if tried & bit(index) != 0 || !s.is_healthy() || s.is_ejected(passive::now_ms()) {
             return None;
         }
         s.selected();
         Some(Pick { index, addr: s.addr })
-    }
-
-    fn index_of(&self, b: &Backend) -> Option<usize> {
-        let addr = b.addr.as_inet()?;
-        self.servers.iter().position(|s| s.addr == *addr)
     }
 
     /// The peer to connect to for a pick, with the pool's timeouts.
@@ -226,11 +195,7 @@ impl Pool {
 
     /// Active health as last seen by the health checker.
     pub fn healthy(&self, index: usize) -> bool {
-        let Some(s) = self.servers.get(index) else { return false };
-        let mut b = unreachable_backend();
-        b.addr = pingora::protocols::l4::socket::SocketAddr::Inet(s.addr);
-        b.weight = self.config.servers[index].weight;
-        self.balancer.ready(&b)
+        self.servers.get(index).is_some_and(|s| s.is_healthy())
     }
 
     /// Seconds a client should wait before retrying when the pool has nothing healthy.

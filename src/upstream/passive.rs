@@ -3,7 +3,7 @@
 //! `fail_timeout`. Lock-free: two atomics per server.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use once_cell::sync::Lazy;
@@ -21,6 +21,9 @@ pub struct ServerState {
     fails: AtomicU32,
     ejected_until: AtomicU64,
     picks: AtomicU64,
+    /// Active health, mirrored from the health checker's observer (servers start healthy, as
+    /// in Pingora).
+    healthy: AtomicBool,
 }
 
 impl ServerState {
@@ -30,7 +33,21 @@ impl ServerState {
             fails: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
             picks: AtomicU64::new(0),
+            healthy: AtomicBool::new(true),
         }
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Relaxed)
+    }
+
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Relaxed);
+    }
+
+    /// Whether this server was ever ejected (so the clock need not be read otherwise).
+    pub fn was_ejected(&self) -> bool {
+        self.ejected_until.load(Relaxed) != 0
     }
 
     pub fn is_ejected(&self, now: u64) -> bool {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::config::{Passive, ServerAddr, Timeouts};
+use crate::config::{Passive, Selection, ServerAddr, Timeouts};
 use std::time::Duration;
 
 fn cfg(selection: Selection, servers: &[(u16, usize)]) -> PoolConfig {
