@@ -127,7 +127,9 @@ fn selecting_a_server_does_not_allocate() {
                 weight: 1,
             })
             .collect();
-        let pool = rt.block_on(Pool::build(PoolConfig::new("p", servers, selection))).unwrap();
+        let pool = rt
+            .block_on(Pool::build(PoolConfig::new("p", servers, selection)))
+            .unwrap();
         let n = allocations(|| {
             for k in 0..100u64 {
                 let pick = pool.select(&k.to_le_bytes(), 0).unwrap();
