@@ -277,3 +277,36 @@ fn requests_keep_flowing_when_redis_dies_and_sharing_resumes_when_it_returns() {
     );
     assert!(px.log().contains("fall back to local"), "the outage is logged");
 }
+
+#[test]
+fn a_tenant_over_its_share_of_a_full_pool_is_shed_while_another_waits() {
+    let _serial = serial();
+    let up = TestUpstream::start("slow", Behavior::Stall(Duration::from_millis(800)));
+    let px = Proxy::start(&format!(
+        "upstreams:\n{}routes:\n  - base_path: /{{tenant}}/scim/v2\n    upstream: p\n",
+        pool_yaml(
+            "p",
+            &[up.addr],
+            "    max_inflight: 2\n    queue: 10\n    queue_timeout: 3s\n    tenant_share: 0.5\n"
+        )
+    ));
+    let addr = px.addr;
+    // acme fills the pool: free slots are never refused, whatever the share.
+    let busy =
+        std::thread::spawn(move || concurrently(2, move |_| http(addr, "GET", "/acme/scim/v2/Users", &[], None)));
+    assert!(eventually(Duration::from_secs(2), || px.status()["pools"][0]
+        ["overload"]["inflight"]
+        == 2));
+    // The pool is full: acme already holds more than half, globex holds nothing.
+    let more_acme = std::thread::spawn(move || http(addr, "GET", "/acme/scim/v2/Users", &[], None));
+    let globex = std::thread::spawn(move || http(addr, "GET", "/globex/scim/v2/Users", &[], None));
+    let more_acme = more_acme.join().unwrap();
+    let d = more_acme.assert_scim_error(503);
+    assert!(d.contains("share"), "{d}");
+    assert_eq!(
+        globex.join().unwrap().status,
+        200,
+        "the other tenant queued and was served"
+    );
+    assert!(busy.join().unwrap().iter().all(|r| r.status == 200));
+}
