@@ -2,7 +2,7 @@
 //! from pingora-load-balancing, and passive ejection after consecutive failures.
 //!
 //! A [`Pool`] is built once from [`crate::config::PoolConfig`]. Per-server state lives in a
-//! plain `Vec` indexed by position (no lock, no map lookup on the hot path beyond a short scan).
+//! slice indexed by position: atomics only, no lock and no allocation on the request path.
 
 mod health;
 mod passive;
@@ -19,12 +19,12 @@ use pingora::upstreams::peer::HttpPeer;
 use crate::affinity::PinTable;
 use crate::config::PoolConfig;
 use crate::overload::Admission;
-
-/// Pins kept per pool at most (each ~24 bytes): bounded whatever the number of clients.
-const PIN_CAPACITY: usize = 1 << 20;
 pub use health::HealthService;
 pub use passive::{now_ms, ServerState};
 pub use select::Selector;
+
+/// Pins kept per pool at most (each ~24 bytes): bounded whatever the number of clients.
+const PIN_CAPACITY: usize = 1 << 20;
 
 /// Pingora's load balancer, kept for what it does well: static discovery and active health
 /// checks. Selection itself is ours ([`Selector`]), on a mirror of the health it reports.
@@ -57,28 +57,18 @@ pub struct Pool {
     template: HttpPeer,
 }
 
-/// The backends of a pool, as pingora-load-balancing wants them.
+/// The backends of a pool, as pingora-load-balancing wants them (for its health checker).
 pub fn backends(cfg: &PoolConfig) -> Backends {
     let set: BTreeSet<Backend> = cfg
         .servers
         .iter()
-        .map(|s| {
-            let mut b = Backend::new_with_weight("0.0.0.0:0", s.weight).unwrap_or_else(|_| unreachable_backend());
-            b.addr = pingora::protocols::l4::socket::SocketAddr::Inet(s.address);
-            b
+        .map(|s| Backend {
+            addr: pingora::protocols::l4::socket::SocketAddr::Inet(s.address),
+            weight: s.weight,
+            ext: Default::default(),
         })
         .collect();
     Backends::new(discovery::Static::new(set))
-}
-
-// `Backend::new_with_weight("0.0.0.0:0")` only parses a literal; this keeps the no-panic rule
-// without an `unwrap` should that ever change.
-fn unreachable_backend() -> Backend {
-    Backend {
-        addr: pingora::protocols::l4::socket::SocketAddr::Inet(SocketAddr::from(([0, 0, 0, 0], 0))),
-        weight: 1,
-        ext: Default::default(),
-    }
 }
 
 impl Pool {
