@@ -11,6 +11,10 @@ use std::time::Duration;
 
 use crate::keys::KeySource;
 
+/// The ring key of a consistent pool whose route has no affinity policy: the tenant when there
+/// is one, else the credential (one IdP job), else the client address.
+pub const DEFAULT_KEY: [KeySource; 3] = [KeySource::Tenant, KeySource::Token, KeySource::ClientIp];
+
 #[derive(Debug, Clone)]
 pub struct Affinity {
     pub sources: Vec<KeySource>,
@@ -91,6 +95,34 @@ impl PinTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_key_prefers_tenant_then_token_then_ip() {
+        use crate::keys::{Facts, KeyHasher};
+        let h = KeyHasher::new("s");
+        let headers = http::HeaderMap::new();
+        let facts = |tenant: Option<&'static [u8]>, auth: Option<&'static [u8]>| Facts {
+            tenant,
+            authorization: auth,
+            client_ip: "10.1.2.3".parse().ok(),
+            headers: &headers,
+            id: None,
+            class: crate::scim::EndpointClass::UsersRead,
+        };
+        let only = |s: KeySource, f: &Facts<'_>| h.first_present(&[s], f);
+        let all = facts(Some(b"acme"), Some(b"Bearer x"));
+        assert_eq!(h.first_present(&DEFAULT_KEY, &all), only(KeySource::Tenant, &all));
+        let no_tenant = facts(None, Some(b"Bearer x"));
+        assert_eq!(
+            h.first_present(&DEFAULT_KEY, &no_tenant),
+            only(KeySource::Token, &no_tenant)
+        );
+        let empty_tenant = facts(Some(b""), None);
+        assert_eq!(
+            h.first_present(&DEFAULT_KEY, &empty_tenant),
+            only(KeySource::ClientIp, &empty_tenant)
+        );
+    }
 
     #[test]
     fn pins_expire() {

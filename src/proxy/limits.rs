@@ -17,12 +17,13 @@ impl Scimitar {
         m: &'r RouteMatch,
         route: &'r Route,
     ) -> impl Iterator<Item = (usize, u64)> + 'r {
+        let facts = self.facts(session, ctx, m);
         route.limits.iter().filter_map(move |&i| {
             let p = &self.limiter.policies.get(i)?.policy;
             if p.classes != 0 && p.classes & m.view.class.bit() == 0 {
                 return None;
             }
-            Some((i, self.hasher.combined(&p.key, &self.facts(session, ctx, m))))
+            Some((i, self.hasher.combined(&p.key, &facts)))
         })
     }
 

@@ -16,7 +16,8 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
-use crate::config::Tenancy;
+use crate::affinity::DEFAULT_KEY;
+use crate::config::{Selection, Tenancy};
 use crate::keys::{Facts, KeyHasher, KeySource};
 use crate::overload::Permit;
 use crate::ratelimit::Limiter;
@@ -204,14 +205,23 @@ impl ProxyHttp for Scimitar {
             return Ok(true);
         }
 
-        // 3. Affinity key (used by upstream_peer and for pins after writes).
-        if let Some(a) = &route.affinity {
+        // 3. Ring key (for upstream_peer and for pins after writes): the route's affinity
+        //    sources, or the default chain on a consistent pool; round robin needs none.
+        let consistent = self
+            .pools
+            .get(route.upstream)
+            .is_some_and(|p| p.config.selection == Selection::Consistent);
+        let sources = match &route.affinity {
+            Some(a) => Some(a.sources.as_slice()),
+            None if consistent => Some(&DEFAULT_KEY[..]),
+            None => None,
+        };
+        if let Some(sources) = sources {
             let facts = self.facts(session, ctx, &m);
-            let key = self
+            ctx.affinity_key = self
                 .hasher
-                .first_present(&a.sources, &facts)
+                .first_present(sources, &facts)
                 .or_else(|| self.hasher.first_present(&[KeySource::ClientIp], &facts));
-            ctx.affinity_key = key;
         }
 
         // 4. Overload: take a pool slot, wait in the bounded queue, or be shed with 503.
@@ -264,7 +274,7 @@ impl ProxyHttp for Scimitar {
         Ok(())
     }
 
-    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let Some(pool) = self.pool(ctx) else {
             return Error::e_explain(ErrorType::InternalError, "no route in context");
         };
@@ -277,22 +287,7 @@ impl ProxyHttp for Scimitar {
         };
         let selected = match pinned {
             Some(p) => Ok(p),
-            None => {
-                let key_bytes;
-                let mut buf = [0u8; 16];
-                let key: &[u8] = match ctx.affinity_key {
-                    Some(k) => {
-                        key_bytes = k.to_le_bytes();
-                        &key_bytes
-                    }
-                    None => {
-                        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-                        let auth = session.req_header().headers.get("authorization").map(|v| v.as_bytes());
-                        policy::hash_key(self.tenant(session, ctx), auth, client, &mut buf)
-                    }
-                };
-                pool.select(key, ctx.tried)
-            }
+            None => pool.select(&ctx.affinity_key.unwrap_or(0).to_le_bytes(), ctx.tried),
         };
         match selected {
             Ok(pick) => {

@@ -104,33 +104,6 @@ pub fn forwarded_for(prev: Option<&[u8]>, ip: IpAddr) -> pingora::Result<http::H
     }
 }
 
-/// The consistent-hashing key: the tenant when there is one, else the credential, else the
-/// client address. Affinity policies (issue: session affinity) refine this.
-pub fn hash_key<'a>(
-    tenant: Option<&'a [u8]>,
-    authorization: Option<&'a [u8]>,
-    client: Option<IpAddr>,
-    buf: &'a mut [u8; 16],
-) -> &'a [u8] {
-    if let Some(t) = tenant.filter(|t| !t.is_empty()) {
-        return t;
-    }
-    if let Some(a) = authorization.filter(|a| !a.is_empty()) {
-        return a;
-    }
-    match client {
-        Some(IpAddr::V4(v4)) => {
-            buf[..4].copy_from_slice(&v4.octets());
-            &buf[..4]
-        }
-        Some(IpAddr::V6(v6)) => {
-            *buf = v6.octets();
-            &buf[..]
-        }
-        None => &[],
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,16 +167,5 @@ mod tests {
             forwarded_for(Some(b""), v6).unwrap(),
             "2001:db8:85a3:8d3:1319:8a2e:370:7348"
         );
-    }
-
-    #[test]
-    fn hash_key_prefers_tenant_then_token_then_ip() {
-        let mut buf = [0u8; 16];
-        assert_eq!(hash_key(Some(b"acme"), Some(b"Bearer x"), None, &mut buf), b"acme");
-        let mut buf = [0u8; 16];
-        assert_eq!(hash_key(None, Some(b"Bearer x"), None, &mut buf), b"Bearer x");
-        let mut buf = [0u8; 16];
-        let ip = "10.1.2.3".parse().ok();
-        assert_eq!(hash_key(Some(b""), None, ip, &mut buf), &[10, 1, 2, 3]);
     }
 }
