@@ -16,6 +16,7 @@ use crate::upstream::Pool;
 pub struct Admin {
     pub pools: Vec<Arc<Pool>>,
     pub limiter: Arc<Limiter>,
+    pub cache: Option<Arc<crate::cache::Cache>>,
 }
 
 impl Admin {
@@ -66,10 +67,24 @@ impl Admin {
                 "local_fallbacks": r.fallbacks.load(Relaxed),
             })
         });
+        let cache = self.cache.as_ref().map(|c| {
+            let s = &c.stats;
+            serde_json::json!({
+                "max_size": c.config.max_size,
+                "max_entry": c.config.max_entry,
+                "hits": s.hits.load(Relaxed),
+                "misses": s.misses.load(Relaxed),
+                "stores": s.stores.load(Relaxed),
+                "seeded_by_writes": s.seeded.load(Relaxed),
+                "not_stored": s.not_stored.load(Relaxed),
+                "invalidations": s.invalidations.load(Relaxed),
+            })
+        });
         serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "pools": pools,
             "rate_limits": {"policies": policies, "redis": redis},
+            "cache": cache,
         })
     }
 }

@@ -11,6 +11,7 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::Admin;
+use crate::cache::Cache;
 use crate::config::Config;
 use crate::keys::KeyHasher;
 use crate::proxy::Scimitar;
@@ -56,17 +57,21 @@ pub fn run(mut opt: Opt, cfg: Config) -> Result<(), String> {
         tenancy,
         routes,
         key_secret,
+        cache,
         ..
     } = cfg;
     let mut server = Server::new_with_opt_and_conf(opt, server_conf);
     server.bootstrap();
 
+    let hasher = KeyHasher::new(&key_secret);
+    let cache = cache.map(|c| Arc::new(Cache::new(c, hasher.derive(0xca))));
     let app = Scimitar {
         router: Router::new(routes),
         pools: pools.clone(),
         tenancy,
         limiter: limiter.clone(),
-        hasher: KeyHasher::new(&key_secret),
+        hasher,
+        cache: cache.clone(),
     };
     let mut proxy = http_proxy_service_with_name(&server.configuration, app, "scimitar");
     for l in &listeners {
@@ -79,6 +84,7 @@ pub fn run(mut opt: Opt, cfg: Config) -> Result<(), String> {
         let admin_app = Admin {
             pools: pools.clone(),
             limiter: limiter.clone(),
+            cache,
         };
         let mut svc = Service::new("admin".to_string(), HttpServer::new_app(admin_app));
         svc.add_tcp(&a.address);

@@ -122,6 +122,16 @@ impl KeyHasher {
         }
     }
 
+    /// A further key pair derived from the secret, for another use (the cache's keys), so
+    /// knowing one use's hashes tells nothing about another's.
+    pub fn derive(&self, tag: u8) -> (u64, u64) {
+        let mut a = self.start(tag);
+        a.write_u8(1);
+        let mut b = self.start(tag);
+        b.write_u8(2);
+        (a.finish(), b.finish())
+    }
+
     fn start(&self, tag: u8) -> SipHasher13 {
         let mut h = SipHasher13::new_with_keys(self.k0, self.k1);
         h.write_u8(tag);

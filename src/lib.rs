@@ -12,6 +12,8 @@
 //! - [`keys`]: request keys (tenant, token, client IP, header, id, class) → keyed hashes.
 //! - [`affinity`]: read-your-writes pinning on top of consistent hashing.
 //! - [`ratelimit`]: GCRA policies, local (`governor`) or shared on Redis with local fallback.
+//! - [`cache`]: per-credential response cache for discovery and resource reads, invalidated
+//!   by writes.
 //! - [`overload`]: per-pool in-flight cap, bounded queue, tenant fairness.
 //! - [`proxy`]: the thin Pingora `ProxyHttp` glue and its pure policies (retries, errors).
 //! - [`admin`]: `/healthz` and `/status` on the admin listener.
@@ -21,6 +23,7 @@
 pub mod admin;
 pub mod affinity;
 pub mod app;
+pub mod cache;
 pub mod config;
 pub mod keys;
 pub mod overload;

@@ -10,6 +10,7 @@ use serde_yaml::{Mapping, Value};
 use super::reader::{self as r, join, Problems};
 use super::*;
 use crate::affinity::Affinity;
+use crate::cache::{CacheConfig, RouteCache};
 use crate::keys::KeySource;
 use crate::overload::OverloadConfig;
 use crate::ratelimit::{Policy, Rate, RedisConfig};
@@ -26,6 +27,7 @@ const TOP: &[&str] = &[
     "rate_limits",
     "redis",
     "key_secret",
+    "cache",
 ];
 const POOL: &[&str] = &[
     "servers",
@@ -53,7 +55,10 @@ const ROUTE: &[&str] = &[
     "max_body",
     "affinity",
     "rate_limits",
+    "cache",
 ];
+const CACHE: &[&str] = &["max_size", "max_entry"];
+const ROUTE_CACHE: &[&str] = &["discovery", "resources", "write_through", "ignore_cache_control"];
 const AFFINITY: &[&str] = &["key", "pin_after_write"];
 const LIMITS: &[&str] = &["store", "policies"];
 const POLICY: &[&str] = &["key", "rate", "burst", "classes"];
@@ -85,6 +90,7 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
     let routes = routes(&mut p, top, &upstreams, &rate_limits);
     let key_secret = r::opt(&mut p, top, "", "key_secret", "scimitar".to_string(), r::string);
     let tenancy = tenancy(&mut p, tenancy_v, &routes);
+    let cache = cache(&mut p, top, &routes);
 
     if let (Some(a), true) = (&admin, !listeners.is_empty()) {
         if listeners.iter().any(|l| l.address == a.address) {
@@ -108,6 +114,7 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
             routes,
             rate_limits,
             key_secret,
+            cache,
         }),
         _ => Err(p),
     }
@@ -622,6 +629,7 @@ fn routes(p: &mut Problems, top: &Mapping, pools: &[PoolConfig], limits: &RateLi
             }
             Some(idx)
         });
+        let route_cache = r::get(m, "cache").and_then(|v| route_cache(p, &join(&at, "cache"), v));
         if let (Some(base), Some(upstream)) = (base, upstream) {
             out.push(Route {
                 name,
@@ -632,6 +640,7 @@ fn routes(p: &mut Problems, top: &Mapping, pools: &[PoolConfig], limits: &RateLi
                 max_body,
                 affinity,
                 limits: limits_v,
+                cache: route_cache,
             });
         }
     }
@@ -675,6 +684,62 @@ fn key_sources(p: &mut Problems, path: &str, v: &Value) -> Option<Vec<KeySource>
         return None;
     }
     Some(out)
+}
+
+/// The store's bounds; present whenever a route caches (defaults when the section is absent).
+fn cache(p: &mut Problems, top: &Mapping, routes: &[Route]) -> Option<CacheConfig> {
+    let d = CacheConfig::default();
+    let cfg = match r::get(top, "cache") {
+        None => d,
+        Some(v) => {
+            let m = r::map(p, "cache", v, CACHE)?;
+            let max_size = r::opt(p, m, "cache", "max_size", d.max_size, r::size);
+            let max_entry = r::opt(p, m, "cache", "max_entry", d.max_entry, r::size);
+            if max_entry > max_size || max_entry == 0 {
+                p.add(
+                    "cache.max_entry",
+                    format!("must be between 1 byte and cache.max_size ({max_size} bytes)"),
+                );
+            }
+            if max_entry > 64 << 20 {
+                p.add(
+                    "cache.max_entry",
+                    "at most 64MiB; SCIM answers that large should not be cached",
+                );
+            }
+            CacheConfig { max_size, max_entry }
+        }
+    };
+    routes.iter().any(|r| r.cache.is_some()).then_some(cfg)
+}
+
+fn route_cache(p: &mut Problems, at: &str, v: &Value) -> Option<RouteCache> {
+    let m = r::map(p, at, v, ROUTE_CACHE)?;
+    let ttl = |p: &mut Problems, key: &str| {
+        r::get(m, key)
+            .and_then(|v| r::duration(p, &join(at, key), v))
+            .filter(|d| !d.is_zero())
+    };
+    let c = RouteCache {
+        discovery: ttl(p, "discovery"),
+        resources: ttl(p, "resources"),
+        write_through: r::opt(p, m, at, "write_through", false, r::boolean),
+        ignore_cache_control: r::opt(p, m, at, "ignore_cache_control", false, r::boolean),
+    };
+    if c.write_through && c.resources.is_none() {
+        p.add(
+            &join(at, "write_through"),
+            "seeds resource entries, so it needs `resources: <ttl>` (e.g. `resources: 30s`)",
+        );
+    }
+    if c.discovery.is_none() && c.resources.is_none() {
+        p.add(
+            at,
+            "caches nothing; set `discovery: 5m` and/or `resources: 30s`, or remove it",
+        );
+        return None;
+    }
+    Some(c)
 }
 
 fn affinity(p: &mut Problems, at: &str, v: &Value) -> Option<Affinity> {

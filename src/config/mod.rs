@@ -30,6 +30,8 @@ pub struct Config {
     pub rate_limits: RateLimits,
     /// Secret for the keyed hash of affinity and limit keys (tokens are never kept raw).
     pub key_secret: String,
+    /// The response cache's bounds; `Some` when any route caches.
+    pub cache: Option<crate::cache::CacheConfig>,
 }
 
 /// The `rate_limits` section (and `redis` when the store is shared).

@@ -310,3 +310,46 @@ fn the_readme_reference_config_is_valid() {
         panic!("README reference config: {:#?}", p.0);
     }
 }
+
+#[test]
+fn cache_settings_build_and_mistakes_are_named() {
+    let route = "  - base_path: /{tenant}/scim/v2
+    upstream: scim
+";
+    let ok = GOOD.replace(
+        route,
+        &format!(
+            "{route}    cache: {{discovery: 5m, resources: 30s, write_through: true, ignore_cache_control: true}}\n"
+        ),
+    ) + "cache: {max_size: 16MiB, max_entry: 64KiB}\n";
+    let cfg = from_str_with_env(&ok, |_| None).expect("valid");
+    let c = cfg.routes[1].cache.as_ref().expect("route cache");
+    assert_eq!(c.resources, Some(std::time::Duration::from_secs(30)));
+    assert!(c.write_through && c.ignore_cache_control);
+    assert_eq!(cfg.cache.as_ref().map(|c| c.max_entry), Some(64 << 10));
+    // No route caches: no store is built.
+    assert!(from_str_with_env(GOOD, |_| None).expect("valid").cache.is_none());
+
+    let bad = GOOD.replace(
+        route,
+        &format!("{route}    cache: {{write_through: true, resoures: 1s}}\n"),
+    ) + "cache: {max_size: 1MiB, max_entry: 2MiB}\n";
+    let got = problems(&bad);
+    let want = [
+        "routes[1].cache.resoures: unknown key",
+        "routes[1].cache.write_through: seeds resource entries, so it needs `resources: <ttl>`",
+        "routes[1].cache: caches nothing",
+    ];
+    for w in want {
+        assert!(got.iter().any(|g| g.starts_with(w)), "missing {w:?} in {got:#?}");
+    }
+    // The route's cache was rejected, so there is no store to check `cache.max_entry` against.
+    let bad_store = ok.replace("max_entry: 64KiB", "max_entry: 32MiB");
+    assert!(
+        problems(&bad_store)
+            .iter()
+            .any(|g| g.starts_with("cache.max_entry: must be between 1 byte and cache.max_size")),
+        "{:?}",
+        problems(&bad_store)
+    );
+}

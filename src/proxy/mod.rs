@@ -1,6 +1,7 @@
 //! The Pingora `ProxyHttp` glue. Each hook asks a pure function (routing, classification,
 //! [`policy`], keys, limits, the pool) and applies the answer; no decisions are made here.
 
+mod cache;
 mod limits;
 pub mod policy;
 pub mod request_id;
@@ -34,6 +35,8 @@ pub struct Scimitar {
     pub tenancy: Tenancy,
     pub limiter: Arc<Limiter>,
     pub hasher: KeyHasher,
+    /// The response cache, when any route caches.
+    pub cache: Option<Arc<crate::cache::Cache>>,
 }
 
 /// Per-request state.
@@ -56,6 +59,8 @@ pub struct Ctx {
     pub permit: Option<Permit>,
     /// `RateLimit-Policy` and `RateLimit` values for limited routes.
     pub rate_headers: Option<(String, String)>,
+    /// Cache bookkeeping, only for requests the cache answers, fills or invalidates.
+    pub cache: Option<Box<cache::CacheState>>,
 }
 
 fn path<'a>(session: &'a Session, ctx: &'a Ctx) -> &'a str {
@@ -141,6 +146,7 @@ impl ProxyHttp for Scimitar {
             affinity_key: None,
             permit: None,
             rate_headers: None,
+            cache: None,
         }
     }
 
@@ -205,7 +211,15 @@ impl ProxyHttp for Scimitar {
             return Ok(true);
         }
 
-        // 3. Ring key (for upstream_peer and for pins after writes): the route's affinity
+        // 3. Cache: a write invalidates what it changes; a cacheable read may be answered here,
+        //    without a pool slot.
+        if let Some(cache) = &self.cache {
+            if self.cache_request(session, ctx, cache, &m, route, method).await? {
+                return Ok(true);
+            }
+        }
+
+        // 4. Ring key (for upstream_peer and for pins after writes): the route's affinity
         //    sources, or the default chain on a consistent pool; round robin needs none.
         let consistent = self
             .pools
@@ -224,7 +238,7 @@ impl ProxyHttp for Scimitar {
                 .or_else(|| self.hasher.first_present(&[KeySource::ClientIp], &facts));
         }
 
-        // 4. Overload: take a pool slot, wait in the bounded queue, or be shed with 503.
+        // 5. Overload: take a pool slot, wait in the bounded queue, or be shed with 503.
         if let Some(adm) = self.pools.get(route.upstream).and_then(|p| p.admission.as_ref()) {
             let tenant = self.tenant(session, ctx).is_some().then(|| {
                 self.hasher
@@ -355,7 +369,7 @@ impl ProxyHttp for Scimitar {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
@@ -379,6 +393,9 @@ impl ProxyHttp for Scimitar {
                 pool.pins.put(k, pick.index, now + w.as_millis() as u64, now);
             }
         }
+        if ctx.cache.is_some() {
+            self.cache_answer(ctx, resp, session);
+        }
         Ok(())
     }
 
@@ -396,6 +413,19 @@ impl ProxyHttp for Scimitar {
             resp.insert_header("ratelimit", l.as_str())?;
         }
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<std::time::Duration>> {
+        if ctx.cache.is_some() {
+            self.cache_body(ctx, body, end_of_stream);
+        }
+        Ok(None)
     }
 
     fn fail_to_connect(
@@ -476,6 +506,9 @@ impl ProxyHttp for Scimitar {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         // Free the pool slot as soon as the exchange is over, not when the context is dropped.
         ctx.permit = None;
+        if ctx.cache.is_some() {
+            self.cache_finish(session, ctx, e.is_some());
+        }
         if log::log_enabled!(target: "scimitar::access", log::Level::Debug) {
             let status = session.response_written().map_or(0, |r| r.status.as_u16());
             let (class, op) = ctx

@@ -88,6 +88,8 @@ pub struct Route {
     pub affinity: Option<crate::affinity::Affinity>,
     /// Indices into the rate-limit policies, in the order they are checked.
     pub limits: Vec<usize>,
+    /// Response caching for this route's reads (`None`: off).
+    pub cache: Option<crate::cache::RouteCache>,
 }
 
 impl Route {
@@ -102,6 +104,7 @@ impl Route {
             max_body: [crate::config::DEFAULT_MAX_BODY; 9],
             affinity: None,
             limits: Vec::new(),
+            cache: None,
         }
     }
 

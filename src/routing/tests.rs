@@ -12,6 +12,7 @@ fn router() -> Router {
         max_body: [1 << 20; 9],
         affinity: None,
         limits: vec![],
+        cache: None,
     };
     Router::new(vec![
         route("bulk", "/scim/v2", C::Bulk.bit(), Method::Post.bit(), 1),
@@ -462,6 +463,7 @@ fn outside_every_base_path_is_not_scim() {
         max_body: [0; 9],
         affinity: None,
         limits: vec![],
+        cache: None,
     }]);
     assert_eq!(only_bulk.find(Method::Get, "/scim/v2/Users"), Err(NoRoute::Filtered));
 }
