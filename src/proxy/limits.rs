@@ -35,7 +35,7 @@ impl Scimitar {
         m: &RouteMatch,
         route: &Route,
     ) -> Option<ScimError> {
-        let mut report = LimitReport::default();
+        let mut report = LimitReport::new();
         let mut refused = None;
         for (i, key) in self.applicable(session, ctx, m, route) {
             let Some(state) = self.limiter.policies.get(i) else {
@@ -58,7 +58,7 @@ impl Scimitar {
         m: &RouteMatch,
         route: &Route,
     ) -> Option<ScimError> {
-        let mut report = LimitReport::default();
+        let mut report = LimitReport::new();
         let mut refused = None;
         let wanted: Vec<(usize, u64)> = self.applicable(session, ctx, m, route).collect();
         for (i, key) in wanted {
@@ -76,13 +76,20 @@ impl Scimitar {
 }
 
 /// Accumulates the `RateLimit-Policy` / `RateLimit` values of one request's decisions.
-#[derive(Default)]
 struct LimitReport {
     policy: String,
     limit: String,
 }
 
 impl LimitReport {
+    /// Sized for one or two policies, so the values are written without regrowing.
+    fn new() -> Self {
+        LimitReport {
+            policy: String::with_capacity(64),
+            limit: String::with_capacity(64),
+        }
+    }
+
     /// Adds a decision; a refusal becomes the 429 answer.
     fn record(&mut self, state: &ratelimit::PolicyState, d: &ratelimit::Decision) -> Option<ScimError> {
         if !self.policy.is_empty() {

@@ -2,6 +2,7 @@
 //! [`policy`], keys, limits, the pool) and applies the answer; no decisions are made here.
 
 mod cache;
+pub mod headers;
 mod limits;
 pub mod policy;
 pub mod request_id;
@@ -17,6 +18,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
+use self::headers::Additions;
 use crate::affinity::DEFAULT_KEY;
 use crate::config::{Selection, Tenancy};
 use crate::keys::{Facts, KeyHasher, KeySource};
@@ -347,24 +349,26 @@ impl ProxyHttp for Scimitar {
                     .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "normalised path", e))?,
             );
         }
+        let mut add = Additions::default();
         if let Some(ip) = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()) {
-            let prev = up.headers.get("x-forwarded-for").map(|v| v.as_bytes());
-            let xff = policy::forwarded_for(prev, ip)?;
-            up.insert_header("x-forwarded-for", xff)?;
+            let prev = up.headers.get(&headers::X_FORWARDED_FOR).map(|v| v.as_bytes());
+            add.set(headers::X_FORWARDED_FOR, policy::forwarded_for(prev, ip)?);
         }
-        up.insert_header("x-forwarded-proto", HeaderValue::from_static("http"))?;
-        if let Some(host) = session.req_header().headers.get("host").cloned() {
-            up.insert_header("x-forwarded-host", host)?;
+        add.set(headers::X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        if let Some(host) = session.req_header().headers.get(http::header::HOST) {
+            add.set(headers::X_FORWARDED_HOST, host.clone());
         }
         if let Some(id) = &ctx.request_id {
-            up.insert_header("x-request-id", id.clone())?;
+            add.set(headers::X_REQUEST_ID, id.clone());
         }
         if let (Some(pool), Some(pick)) = (self.pool(ctx), ctx.pick) {
             if !pool.config.preserve_host {
-                up.insert_header("host", pick.addr.to_string())?;
+                let host = HeaderValue::try_from(pick.addr.to_string())
+                    .map_err(|e| Error::because(ErrorType::InternalError, "upstream host", e))?;
+                add.set(http::header::HOST, host);
             }
         }
-        Ok(())
+        headers::apply_to_request(up, add)
     }
 
     async fn upstream_response_filter(
@@ -405,14 +409,18 @@ impl ProxyHttp for Scimitar {
         if session.req_header().version == http::Version::HTTP_11 {
             resp.set_version(http::Version::HTTP_11);
         }
+        let mut add = Additions::default();
         if let Some(id) = &ctx.request_id {
-            resp.insert_header("x-request-id", id.clone())?;
+            add.set(headers::X_REQUEST_ID, id.clone());
         }
-        if let Some((p, l)) = &ctx.rate_headers {
-            resp.insert_header("ratelimit-policy", p.as_str())?;
-            resp.insert_header("ratelimit", l.as_str())?;
+        if let Some((p, l)) = ctx.rate_headers.take() {
+            let value = |s: String| {
+                HeaderValue::try_from(s).map_err(|e| Error::because(ErrorType::InternalError, "RateLimit header", e))
+            };
+            add.set(headers::RATELIMIT_POLICY, value(p)?);
+            add.set(headers::RATELIMIT, value(l)?);
         }
-        Ok(())
+        headers::apply_to_response(resp, add)
     }
 
     fn response_body_filter(

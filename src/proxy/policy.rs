@@ -84,22 +84,53 @@ pub fn counts_as_failure(status: u16, count_5xx: bool) -> bool {
 /// The `X-Forwarded-For` value: the client's hop appended to what it sent. Formatted on the
 /// stack, so the header value is the only allocation.
 pub fn forwarded_for(prev: Option<&[u8]>, ip: IpAddr) -> pingora::Result<http::HeaderValue> {
-    use std::io::Write;
-    let mut addr = [0u8; 45]; // longest textual IPv6
-    let n = {
-        let mut w = &mut addr[..];
-        let _ = write!(w, "{ip}");
-        45 - w.len()
-    };
+    let mut buf = [0u8; 45]; // longest textual IPv6
+    let addr = ip_text(ip, &mut buf);
     let bad = |e| pingora::Error::because(ErrorType::InvalidHTTPHeader, "x-forwarded-for", e);
     match prev.filter(|p| !p.is_empty()) {
-        None => http::HeaderValue::from_bytes(&addr[..n]).map_err(bad),
+        None => http::HeaderValue::from_bytes(addr).map_err(bad),
         Some(p) => {
-            let mut v = Vec::with_capacity(p.len() + 2 + n);
+            let mut v = Vec::with_capacity(p.len() + 2 + addr.len());
             v.extend_from_slice(p);
             v.extend_from_slice(b", ");
-            v.extend_from_slice(&addr[..n]);
+            v.extend_from_slice(addr);
             http::HeaderValue::from_bytes(&v).map_err(bad)
+        }
+    }
+}
+
+/// An address as text, on the stack. IPv4 (nearly every client behind a load balancer) is
+/// written by hand: `Display` through `fmt` costs ~1 k instructions per request.
+fn ip_text(ip: IpAddr, buf: &mut [u8; 45]) -> &[u8] {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut n = 0;
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                if o >= 100 {
+                    buf[n] = b'0' + o / 100;
+                    n += 1;
+                }
+                if o >= 10 {
+                    buf[n] = b'0' + (o / 10) % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + o % 10;
+                n += 1;
+            }
+            &buf[..n]
+        }
+        IpAddr::V6(_) => {
+            use std::io::Write;
+            let n = {
+                let mut w = &mut buf[..];
+                let _ = write!(w, "{ip}");
+                45 - w.len()
+            };
+            &buf[..n]
         }
     }
 }
@@ -162,6 +193,17 @@ mod tests {
         let v4: IpAddr = "10.1.2.3".parse().unwrap();
         let v6: IpAddr = "2001:db8:85a3:8d3:1319:8a2e:370:7348".parse().unwrap();
         assert_eq!(forwarded_for(None, v4).unwrap(), "10.1.2.3");
+        for text in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "127.0.0.1",
+            "100.20.3.199",
+            "9.99.100.250",
+        ] {
+            let ip: IpAddr = text.parse().unwrap();
+            assert_eq!(forwarded_for(None, ip).unwrap(), text);
+        }
+        assert_eq!(forwarded_for(None, "::1".parse().unwrap()).unwrap(), "::1");
         assert_eq!(forwarded_for(Some(b"1.1.1.1"), v4).unwrap(), "1.1.1.1, 10.1.2.3");
         assert_eq!(
             forwarded_for(Some(b""), v6).unwrap(),

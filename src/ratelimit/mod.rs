@@ -99,11 +99,32 @@ pub fn limit_item(p: &Policy, d: &Decision) -> String {
     s
 }
 
+/// Written by hand rather than with `write!`: this runs on every limited request.
 pub fn write_limit_item(out: &mut String, p: &Policy, d: &Decision) {
-    use std::fmt::Write;
     let used = p.burst.saturating_sub(d.remaining);
     let t = (p.rate.period() * used).as_secs_f64().ceil() as u64;
-    let _ = write!(out, "\"{}\";r={};t={}", p.name, d.remaining, t);
+    out.push('"');
+    out.push_str(&p.name);
+    out.push_str("\";r=");
+    push_u64(out, u64::from(d.remaining));
+    out.push_str(";t=");
+    push_u64(out, t);
+}
+
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for d in &digits[i..] {
+        out.push(char::from(*d));
+    }
 }
 
 pub struct PolicyState {
@@ -218,5 +239,15 @@ mod tests {
             remaining: 170,
         };
         assert_eq!(limit_item(&p, &d), "\"tenant-writes\";r=170;t=1");
+        let full = Decision { remaining: 180, ..d };
+        assert_eq!(limit_item(&p, &full), "\"tenant-writes\";r=180;t=0");
+        let empty = Decision { remaining: 0, ..d };
+        assert_eq!(limit_item(&p, &empty), "\"tenant-writes\";r=0;t=18");
+        let slow = Policy {
+            rate: Rate::parse("1/h").unwrap(),
+            burst: 100_000,
+            ..p
+        };
+        assert_eq!(limit_item(&slow, &empty), "\"tenant-writes\";r=0;t=360000000");
     }
 }
