@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SCIM goodput (benches/README.md): an IdP-like sync of many tenants through nginx (configured as
 # well as nginx can be for SCIM: consistent hash on Authorization, limit_req, keep-alive) and
-# through scimitar (token affinity with read-your-writes pins, limits, overload protection), in
+# through scimitar (token affinity with read-your-writes pins, limits, overload protection, the
+# response cache with write-through), in
 # front of three independent scim2-server replicas. Replicas restart for every run.
 # Output: bench-results/goodput.jsonl and bench-results/goodput.md.
 set -euo pipefail
@@ -77,15 +78,18 @@ upstreams:
     selection: consistent
     servers: [$(for p in "${REPLICAS[@]}"; do printf '"127.0.0.1:%s", ' "$p"; done | sed 's/, $//')]
     health_check: {path: /v2/ServiceProviderConfig, interval: 2s}
-    timeouts: {read: 55s}
+    timeouts: {connect: 10s, read: 55s}   # nginx waits 60 s to connect; scim2-server has a 5-deep accept queue
     max_inflight: 64
     queue: 512
     queue_timeout: 5s
+    # scim2-server is single-threaded with a 5-deep accept queue: queue here, not there.
+    max_conns: 4
 routes:
   - base_path: /v2
     upstream: scim
     affinity: {key: [token, client_ip], pin_after_write: 30s}
     rate_limits: [per-token]
+    cache: {discovery: 5m, resources: 10s, write_through: true, ignore_cache_control: true}
 rate_limits:
   policies:
     per-token: {key: [token], rate: 200/s, burst: 400}

@@ -37,6 +37,7 @@ impl Admin {
                             "ejected_ms": s.ejected_for_ms(),
                             "consecutive_failures": s.consecutive_failures(),
                             "picks": s.picks(),
+                            "active": p.active(i),
                         })
                     })
                     .collect();
@@ -48,6 +49,8 @@ impl Admin {
                     })),
                     "servers": servers,
                     "pins": p.pins.len(),
+                    "max_conns": p.config.max_conns,
+                    "max_conns_timeouts": p.slot_timeouts.load(Relaxed),
                     "overload": p.admission.as_ref().map(|a| serde_json::json!({
                         "inflight": a.inflight(), "waiting": a.waiting(), "shed": a.shed.load(Relaxed),
                     })),

@@ -130,6 +130,58 @@ fn a_full_pool_queues_briefly_then_sheds_with_503() {
 }
 
 #[test]
+fn max_conns_holds_requests_for_a_busy_server_instead_of_sending_them_on() {
+    let _serial = serial();
+    let a = TestUpstream::start("a", Behavior::Stall(Duration::from_millis(300)));
+    let b = TestUpstream::start("b", Behavior::Stall(Duration::from_millis(300)));
+    // Affinity pool: one token's requests wait for their own server, one at a time.
+    let px = Proxy::start(&format!(
+        "upstreams:\n{}routes:\n  - base_path: /scim/v2\n    upstream: p\n    affinity: {{key: [token]}}\n",
+        pool_yaml(
+            "p",
+            &[a.addr, b.addr],
+            "    selection: consistent\n    max_conns: 1\n    queue_timeout: 5s\n"
+        )
+    ));
+    let addr = px.addr;
+    let rs = concurrently(4, move |_| {
+        http(
+            addr,
+            "GET",
+            "/scim/v2/Users/1",
+            &[("authorization", "Bearer one")],
+            None,
+        )
+    });
+    assert!(rs.iter().all(|r| r.status == 200), "all served in turn: {rs:?}");
+    assert_eq!(a.hits() + b.hits(), 4);
+    assert_eq!(
+        (a.max_concurrent().max(b.max_concurrent()), a.hits().min(b.hits())),
+        (1, 0),
+        "one server, one request at a time"
+    );
+
+    // Round robin: a full server's request goes to a free one; with both full and a short
+    // wait, the rest get 503 + Retry-After rather than a pile-up.
+    let px = Proxy::start(&format!(
+        "upstreams:\n{}routes:\n  - base_path: /scim/v2\n    upstream: p\n",
+        pool_yaml("p", &[a.addr, b.addr], "    max_conns: 1\n    queue_timeout: 100ms\n")
+    ));
+    let (ha, hb) = (a.hits(), b.hits());
+    let addr = px.addr;
+    let rs = concurrently(4, move |_| http(addr, "GET", "/scim/v2/Users/1", &[], None));
+    let ok = rs.iter().filter(|r| r.status == 200).count();
+    assert_eq!(ok, 2, "one per server: {rs:?}");
+    assert_eq!((a.hits() - ha, b.hits() - hb), (1, 1));
+    for r in rs.iter().filter(|r| r.status != 200) {
+        let d = r.assert_scim_error(503);
+        assert!(d.contains("max_conns"), "{d}");
+        assert_eq!(r.header("retry-after"), Some("1"));
+    }
+    assert_eq!(px.status()["pools"][0]["max_conns_timeouts"], 2);
+}
+
+#[test]
 fn oversized_bodies_get_413_before_any_upstream_contact() {
     let _serial = serial();
     let up = TestUpstream::start("u", Behavior::Echo);

@@ -39,6 +39,7 @@ const POOL: &[&str] = &[
     "retries",
     "preserve_host",
     "max_inflight",
+    "max_conns",
     "queue",
     "queue_timeout",
     "tenant_share",
@@ -368,6 +369,10 @@ fn pool(p: &mut Problems, at: &str, name: &str, v: &Value) -> Option<PoolConfig>
     }) as usize;
     let preserve_host = r::opt(p, m, at, "preserve_host", d.preserve_host, r::boolean);
     let overload = overload(p, at, m);
+    let max_conns = r::get(m, "max_conns")
+        .and_then(|v| r::uint(p, &join(at, "max_conns"), v, 1, 1_000_000))
+        .map(|n| n as usize);
+    let conn_wait = r::opt(p, m, at, "queue_timeout", d.conn_wait, r::duration);
     // Returned even with no valid server, so routes naming this pool do not also fail.
     Some(PoolConfig {
         name: name.to_string(),
@@ -380,18 +385,26 @@ fn pool(p: &mut Problems, at: &str, name: &str, v: &Value) -> Option<PoolConfig>
         retries,
         preserve_host,
         overload,
+        max_conns,
+        conn_wait,
     })
 }
 
 fn overload(p: &mut Problems, at: &str, m: &Mapping) -> Option<OverloadConfig> {
     if r::get(m, "max_inflight").is_none() {
-        for k in ["queue", "queue_timeout", "tenant_share"] {
+        for k in ["queue", "tenant_share"] {
             if r::get(m, k).is_some() {
                 p.add(
                     &join(at, k),
                     "only applies with `max_inflight`; set it or remove this key",
                 );
             }
+        }
+        if r::get(m, "queue_timeout").is_some() && r::get(m, "max_conns").is_none() {
+            p.add(
+                &join(at, "queue_timeout"),
+                "only applies with `max_inflight` or `max_conns`; set one or remove this key",
+            );
         }
     }
     let max = r::get(m, "max_inflight").and_then(|v| r::uint(p, &join(at, "max_inflight"), v, 1, 1_000_000))?;

@@ -143,6 +143,8 @@ impl PoolConfig {
             retries: 2,
             preserve_host: true,
             overload: None,
+            max_conns: None,
+            conn_wait: Duration::from_secs(2),
         }
     }
 }
@@ -163,6 +165,10 @@ pub struct PoolConfig {
     pub preserve_host: bool,
     /// Concurrency cap and queue; `None` means unlimited.
     pub overload: Option<crate::overload::OverloadConfig>,
+    /// Requests at once per server (nginx `max_conns`, HAProxy `maxconn`); more wait for a
+    /// slot on their server up to `conn_wait` (the pool's `queue_timeout`).
+    pub max_conns: Option<usize>,
+    pub conn_wait: Duration,
 }
 
 /// Loads and validates a config file; on failure every problem is listed.

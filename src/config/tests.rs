@@ -353,3 +353,19 @@ fn cache_settings_build_and_mistakes_are_named() {
         problems(&bad_store)
     );
 }
+
+#[test]
+fn max_conns_and_its_wait() {
+    let with = |extra: &str| GOOD.replace("    retries: 1\n", &format!("    retries: 1\n{extra}"));
+    let cfg = from_str_with_env(&with("    max_conns: 4\n    queue_timeout: 500ms\n"), |_| None).expect("valid");
+    assert_eq!(cfg.upstreams[0].max_conns, Some(4));
+    assert_eq!(cfg.upstreams[0].conn_wait, std::time::Duration::from_millis(500));
+    let got = problems(&with("    queue_timeout: 1s\n"));
+    assert!(
+        got.iter()
+            .any(|g| g.starts_with("upstreams.scim.queue_timeout: only applies with `max_inflight` or `max_conns`")),
+        "{got:?}"
+    );
+    let got = problems(&with("    max_conns: 0\n"));
+    assert!(got.iter().any(|g| g.starts_with("upstreams.scim.max_conns")), "{got:?}");
+}

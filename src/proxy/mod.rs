@@ -6,6 +6,7 @@ pub mod headers;
 mod limits;
 pub mod policy;
 pub mod request_id;
+mod slots;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -63,6 +64,8 @@ pub struct Ctx {
     pub rate_headers: Option<(String, String)>,
     /// Cache bookkeeping, only for requests the cache answers, fills or invalidates.
     pub cache: Option<Box<cache::CacheState>>,
+    /// The request's slot on its server, when the pool has `max_conns`.
+    pub server_slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 fn path<'a>(session: &'a Session, ctx: &'a Ctx) -> &'a str {
@@ -149,6 +152,7 @@ impl ProxyHttp for Scimitar {
             permit: None,
             rate_headers: None,
             cache: None,
+            server_slot: None,
         }
     }
 
@@ -301,12 +305,18 @@ impl ProxyHttp for Scimitar {
             }
             _ => None,
         };
+        let key = ctx.affinity_key.unwrap_or(0).to_le_bytes();
         let selected = match pinned {
             Some(p) => Ok(p),
-            None => pool.select(&ctx.affinity_key.unwrap_or(0).to_le_bytes(), ctx.tried),
+            None => pool.select(&key, ctx.tried),
         };
+        // A retry gives up the previous server's slot first.
+        ctx.server_slot = None;
         match selected {
-            Ok(pick) => {
+            Ok(mut pick) => {
+                if pool.caps_servers() {
+                    pick = self.take_slot(pool, pick, ctx, &key).await?;
+                }
                 ctx.attempts += 1;
                 ctx.tried |= bit(pick.index);
                 ctx.pick = Some(pick);
@@ -514,6 +524,7 @@ impl ProxyHttp for Scimitar {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         // Free the pool slot as soon as the exchange is over, not when the context is dropped.
         ctx.permit = None;
+        ctx.server_slot = None;
         if ctx.cache.is_some() {
             self.cache_finish(session, ctx, e.is_some());
         }

@@ -10,11 +10,13 @@ mod select;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use pingora::lb::selection::RoundRobin;
 use pingora::lb::{discovery, Backend, Backends, LoadBalancer};
 use pingora::upstreams::peer::HttpPeer;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::affinity::PinTable;
 use crate::config::PoolConfig;
@@ -55,6 +57,10 @@ pub struct Pool {
     pub admission: Option<Admission>,
     /// Peer settings shared by every server of the pool; only the address differs.
     template: HttpPeer,
+    /// Per-server request slots (`max_conns`), indexed like `servers`.
+    slots: Option<Box<[Arc<Semaphore>]>>,
+    /// Requests refused because their server stayed full for the whole wait.
+    pub slot_timeouts: AtomicU64,
 }
 
 /// The backends of a pool, as pingora-load-balancing wants them (for its health checker).
@@ -92,7 +98,12 @@ impl Pool {
         } else {
             t.idle
         });
+        let slots = config
+            .max_conns
+            .map(|n| config.servers.iter().map(|_| Arc::new(Semaphore::new(n))).collect());
         Ok(Pool {
+            slots,
+            slot_timeouts: AtomicU64::new(0),
             admission: config.overload.clone().map(Admission::new),
             pins: PinTable::new(PIN_CAPACITY),
             selector: Selector::new(config.selection, &config.servers),
@@ -152,6 +163,42 @@ impl Pool {
         }
         s.selected();
         Some(Pick { index, addr: s.addr })
+    }
+
+    /// A request slot on a server, taken without waiting: `Err(())` when the server is at
+    /// `max_conns`; `Ok(None)` when the pool has no cap.
+    pub fn try_slot(&self, index: usize) -> Result<Option<OwnedSemaphorePermit>, ()> {
+        match self.slots.as_ref().and_then(|s| s.get(index)) {
+            None => Ok(None),
+            Some(sem) => sem.clone().try_acquire_owned().map(Some).map_err(|_| ()),
+        }
+    }
+
+    /// Waits up to the pool's `queue_timeout` for a slot on a server.
+    pub async fn wait_slot(&self, index: usize) -> Option<OwnedSemaphorePermit> {
+        let sem = self.slots.as_ref()?.get(index)?.clone();
+        match tokio::time::timeout(self.config.conn_wait, sem.acquire_owned()).await {
+            Ok(Ok(p)) => Some(p),
+            _ => {
+                self.slot_timeouts.fetch_add(1, Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Requests at a server right now, when the pool caps them.
+    pub fn active(&self, index: usize) -> Option<usize> {
+        let sem = self.slots.as_ref()?.get(index)?;
+        Some(
+            self.config
+                .max_conns
+                .unwrap_or(0)
+                .saturating_sub(sem.available_permits()),
+        )
+    }
+
+    pub fn caps_servers(&self) -> bool {
+        self.slots.is_some()
     }
 
     /// The peer to connect to for a pick, with the pool's timeouts.
