@@ -39,6 +39,10 @@ pub enum NoServer {
     NoneHealthy,
 }
 
+/// A server is at its `max_conns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
 /// One selection: which server (by index) to send to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pick {
@@ -165,12 +169,12 @@ impl Pool {
         Some(Pick { index, addr: s.addr })
     }
 
-    /// A request slot on a server, taken without waiting: `Err(())` when the server is at
+    /// A request slot on a server, taken without waiting: `Err(Full)` when the server is at
     /// `max_conns`; `Ok(None)` when the pool has no cap.
-    pub fn try_slot(&self, index: usize) -> Result<Option<OwnedSemaphorePermit>, ()> {
+    pub fn try_slot(&self, index: usize) -> Result<Option<OwnedSemaphorePermit>, Full> {
         match self.slots.as_ref().and_then(|s| s.get(index)) {
             None => Ok(None),
-            Some(sem) => sem.clone().try_acquire_owned().map(Some).map_err(|_| ()),
+            Some(sem) => sem.clone().try_acquire_owned().map(Some).map_err(|_| Full),
         }
     }
 
