@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=benches/lib.sh
 . benches/lib.sh
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
 TENANTS=${TENANTS:-24}
 USERS=${USERS:-20}
 DISCOVERY_EVERY=${DISCOVERY_EVERY:-4}

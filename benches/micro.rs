@@ -1,5 +1,6 @@
 //! Micro benchmarks of the per-request work scimitar adds on top of Pingora (`make bench`):
-//! classification + routing, affinity key + ring lookup, a rate-limit decision, request ids.
+//! classification + routing, affinity key + ring lookup, a rate-limit decision, request ids,
+//! the cache key and a cache hit.
 //! `tests/no_alloc.rs` checks the common paths allocate nothing; this measures ns/op.
 
 use std::hint::black_box;
@@ -97,5 +98,36 @@ fn request_id(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, classify, affinity, limits, request_id);
+fn cache(c: &mut Criterion) {
+    use scimitar::cache::{Cache, CacheConfig, KeyParts};
+    let cache = Cache::new(CacheConfig::default(), KeyHasher::new("bench").derive(0xca));
+    let parts = || KeyParts {
+        route: 1,
+        authorization: Some(b"Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJva3RhLWpvYi00MiJ9.c2lnbmF0dXJl"),
+        host: Some(b"scim.example.com"),
+        tenant_header: None,
+        path: "/scim/v2/Users/2819c223-7f76-453a-919d-413861904646",
+        query: None,
+        accept: Some(b"application/scim+json"),
+        accept_encoding: Some(b"gzip, deflate"),
+    };
+    c.bench_function("cache key (128-bit keyed hash of 7 parts)", |b| {
+        b.iter(|| black_box(cache.key(black_box(&parts()))))
+    });
+    let key = cache.key(&parts());
+    let header = pingora::http::ResponseHeader::build(200, None).expect("header");
+    let body = bytes::Bytes::from(vec![b'x'; 1024]);
+    cache.put(
+        key,
+        header,
+        body,
+        std::time::Duration::from_secs(3600),
+        Default::default(),
+    );
+    c.bench_function("cache hit lookup (1 KB entry)", |b| {
+        b.iter(|| black_box(cache.get(black_box(key), std::time::Instant::now()).is_some()))
+    });
+}
+
+criterion_group!(benches, classify, affinity, limits, request_id, cache);
 criterion_main!(benches);

@@ -140,3 +140,34 @@ fn selecting_a_server_does_not_allocate() {
         assert_eq!(n, 0, "{selection:?}");
     }
 }
+
+#[test]
+fn a_cache_key_and_a_hit_do_not_allocate() {
+    use scimitar::cache::{Cache, CacheConfig, KeyParts};
+    let cache = Cache::new(CacheConfig::default(), (1, 2));
+    let parts = KeyParts {
+        route: 0,
+        authorization: Some(b"Bearer t"),
+        host: Some(b"scim.example"),
+        tenant_header: None,
+        path: "/scim/v2/Users/1",
+        query: None,
+        accept: None,
+        accept_encoding: None,
+    };
+    let key = cache.key(&parts);
+    let header = pingora::http::ResponseHeader::build(200, None).unwrap();
+    assert!(cache.put(
+        key,
+        header,
+        bytes::Bytes::from_static(b"{}"),
+        std::time::Duration::from_secs(60),
+        Default::default()
+    ));
+    let now = std::time::Instant::now();
+    let n = allocations(|| {
+        let k = cache.key(&parts);
+        assert!(cache.get(k, now).is_some());
+    });
+    assert_eq!(n, 0, "computing the key and finding a live entry allocate nothing");
+}
