@@ -110,6 +110,8 @@ fn cache(c: &mut Criterion) {
         query: None,
         accept: Some(b"application/scim+json"),
         accept_encoding: Some(b"gzip, deflate"),
+        key_headers: &[],
+        headers: None,
     };
     c.bench_function("cache key (128-bit keyed hash of 7 parts)", |b| {
         b.iter(|| black_box(cache.key(black_box(&parts()))))

@@ -52,6 +52,12 @@ fn reads_are_cached_per_credential_and_lists_never() {
     }
     assert_eq!(up.hits(), 2 + 1 + 2 + 2);
 
+    // A resource read without a credential is never cached: the key could not tell clients apart.
+    for _ in 0..2 {
+        px.get("/scim/v2/Users/u1");
+    }
+    assert_eq!(up.hits(), 9);
+
     // A client that asks for a fresh answer gets one (and refreshes the entry).
     let fresh = px.send(
         "GET",
@@ -60,7 +66,7 @@ fn reads_are_cached_per_credential_and_lists_never() {
         None,
     );
     assert_eq!(fresh.header("x-cache"), None);
-    assert_eq!(up.hits(), 8);
+    assert_eq!(up.hits(), 10);
 
     let s = px.status()["cache"].clone();
     assert_eq!(s["hits"], 2, "{s}");

@@ -154,6 +154,8 @@ fn a_cache_key_and_a_hit_do_not_allocate() {
         query: None,
         accept: None,
         accept_encoding: None,
+        key_headers: &[],
+        headers: None,
     };
     let key = cache.key(&parts);
     let header = pingora::http::ResponseHeader::build(200, None).unwrap();

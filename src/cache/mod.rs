@@ -91,6 +91,21 @@ pub struct KeyParts<'a> {
     pub query: Option<&'a str>,
     pub accept: Option<&'a [u8]>,
     pub accept_encoding: Option<&'a [u8]>,
+    /// The route's `key_headers` (credentials other than `Authorization`, e.g. `X-API-Key`),
+    /// looked up in `headers`.
+    pub key_headers: &'a [http::HeaderName],
+    pub headers: Option<&'a http::HeaderMap>,
+}
+
+impl KeyParts<'_> {
+    fn key_header(&self, name: &http::HeaderName) -> Option<&[u8]> {
+        self.headers?.get(name).map(|v| v.as_bytes())
+    }
+
+    /// Whether the request carries a credential the key includes.
+    pub fn has_credential(&self) -> bool {
+        self.authorization.is_some() || self.key_headers.iter().any(|n| self.key_header(n).is_some())
+    }
 }
 
 pub struct Cache {
@@ -100,6 +115,13 @@ pub struct Cache {
     k1: u64,
     pub config: CacheConfig,
     pub stats: Stats,
+}
+
+impl Deps {
+    /// Sets the first counter's expected value (a write's own resource after its final bump).
+    pub fn set_first(&mut self, gen: u64) {
+        self.gens[0] = gen;
+    }
 }
 
 impl std::fmt::Debug for Cache {
@@ -128,7 +150,7 @@ impl Cache {
         let mut h = Sip128::new_with_keys(self.k0, self.k1);
         h.write_usize(p.route);
         // Each part is length-prefixed (with a marker for "absent") so parts cannot run together.
-        for part in [
+        let fixed = [
             p.authorization,
             p.host,
             p.tenant_header,
@@ -136,7 +158,9 @@ impl Cache {
             p.query.map(str::as_bytes),
             p.accept,
             p.accept_encoding,
-        ] {
+        ];
+        let extra = p.key_headers.iter().map(|n| p.key_header(n));
+        for part in fixed.into_iter().chain(extra) {
             match part {
                 Some(b) => {
                     h.write_usize(b.len());
@@ -148,19 +172,17 @@ impl Cache {
         h.finish128().as_u128()
     }
 
-    /// The counter slot for a scope in a tenant. Resource ids compare case-insensitively here:
-    /// a collision only invalidates more.
+    /// The counter slot for a scope in a tenant. Tenants and ids are percent-decoded and
+    /// compared case-insensitively here, so every spelling of one resource shares its counter
+    /// (two resources sharing one only invalidates more).
     pub fn slot(&self, tenant: &[u8], scope: Scope, id: &[u8]) -> u32 {
         let mut h = SipHasher13::new_with_keys(self.k1, self.k0);
-        h.write_usize(tenant.len());
-        h.write(tenant);
+        feed_folded(&mut h, tenant);
         match scope {
             Scope::Resource(t) => {
                 h.write_u8(1);
                 h.write_u8(t);
-                for b in id {
-                    h.write_u8(b.to_ascii_lowercase());
-                }
+                feed_folded(&mut h, id);
             }
             Scope::Family(t) => {
                 h.write_u8(2);
@@ -263,6 +285,30 @@ impl Cache {
     }
 }
 
+/// Percent-decoded, ASCII-lower-cased bytes, then a terminator.
+fn feed_folded(h: &mut SipHasher13, bytes: &[u8]) {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let decoded = match (
+            b,
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                i += 3;
+                hi << 4 | lo
+            }
+            _ => {
+                i += 1;
+                b
+            }
+        };
+        h.write_u8(decoded.to_ascii_lowercase());
+    }
+    h.write_u8(0xff);
+}
+
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
@@ -276,6 +322,17 @@ const HOP_BY_HOP: [&str; 8] = [
 
 /// Turns an upstream answer's header into the stored form.
 fn prepare(h: &mut ResponseHeader, len: usize) -> pingora::Result<()> {
+    // Headers the upstream declared hop-by-hop in `Connection` go too.
+    let listed: Vec<http::HeaderName> = h
+        .headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .filter_map(|n| http::HeaderName::from_bytes(n.trim_ascii()).ok())
+        .collect();
+    for name in &listed {
+        h.remove_header(name);
+    }
     for name in HOP_BY_HOP {
         h.remove_header(name);
     }

@@ -21,6 +21,9 @@ pub struct RouteCache {
     /// (nginx's `proxy_ignore_headers Cache-Control`). Some SCIM servers send `no-cache` on
     /// every answer, including discovery documents that never change.
     pub ignore_cache_control: bool,
+    /// Headers that carry a credential besides `Authorization` (e.g. `X-API-Key`); their
+    /// values are part of the key.
+    pub key_headers: Vec<http::HeaderName>,
 }
 
 /// Which family of generation counters a scope belongs to.
@@ -280,4 +283,23 @@ pub fn created_path<'a>(location: &'a str, collection: &str) -> Option<&'a str> 
     let path = crate::scim::path::path_only(path);
     let id = path.strip_prefix(collection.trim_end_matches('/'))?.strip_prefix('/')?;
     (!id.is_empty() && !id.contains('/')).then_some(path)
+}
+
+/// A JSON answer (`application/scim+json`, `application/json`, …).
+pub fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("json"))
+}
+
+/// Whether a write's answer body is a resource representation (what a GET would return), not
+/// an empty body, an echoed PatchOp, a list or an error.
+pub fn looks_like_resource(body: &[u8]) -> bool {
+    fn has(h: &[u8], n: &[u8]) -> bool {
+        h.windows(n.len()).any(|w| w == n)
+    }
+    body.trim_ascii_start().first() == Some(&b'{')
+        && has(body, b"urn:ietf:params:scim:schemas:")
+        && !has(body, b"urn:ietf:params:scim:api:messages:")
 }

@@ -20,6 +20,7 @@ fn all_on() -> RouteCache {
         resources: Some(Duration::from_secs(30)),
         write_through: true,
         ignore_cache_control: false,
+        key_headers: Vec::new(),
     }
 }
 
@@ -164,6 +165,8 @@ fn parts<'a>(auth: &'a [u8], path: &'a str) -> KeyParts<'a> {
         query: None,
         accept: None,
         accept_encoding: None,
+        key_headers: &[],
+        headers: None,
     }
 }
 
@@ -277,12 +280,9 @@ fn entries_expire_and_oversized_answers_are_not_kept() {
     assert!(c.get(key, Instant::now() + Duration::from_millis(5)).is_none());
 }
 
-#[test]
-fn created_answers_are_stored_as_gets() {
-    let c = cache();
-    let mut h = ResponseHeader::build(201, None).expect("header");
-    h.insert_header("location", "http://h/v2/Users/1").expect("loc");
-    let key = c.key(&parts(b"t", "/v2/Users/1"));
+/// Stores `h` with a `{}` body under `path` and reads it back.
+fn store_and_hit(c: &Cache, path: &str, h: ResponseHeader) -> std::sync::Arc<Entry> {
+    let key = c.key(&parts(b"t", path));
     assert!(c.put(
         key,
         h,
@@ -290,7 +290,75 @@ fn created_answers_are_stored_as_gets() {
         Duration::from_secs(5),
         Deps::default()
     ));
-    let e = c.get(key, Instant::now()).expect("hit");
+    c.get(key, Instant::now()).expect("hit")
+}
+
+#[test]
+fn created_answers_are_stored_as_gets() {
+    let c = cache();
+    let mut h = ResponseHeader::build(201, None).expect("header");
+    h.insert_header("location", "http://h/v2/Users/1").expect("loc");
+    let e = store_and_hit(&c, "/v2/Users/1", h);
     assert_eq!(e.header.status.as_u16(), 200);
     assert!(e.header.headers.get("location").is_none());
+}
+
+#[test]
+fn every_spelling_of_a_resource_shares_its_counter() {
+    let c = cache();
+    let s = |tenant: &[u8], id: &[u8]| c.slot(tenant, Scope::Resource(USERS), id);
+    assert_eq!(s(b"acme", b"a-b"), s(b"Acme", b"A%2Db"));
+    assert_eq!(s(b"acme", b"a-b"), s(b"%61cme", b"a%2db"));
+    assert_ne!(s(b"acme", b"a-b"), s(b"acme", b"a-c"));
+    // A stray `%` is a byte like any other.
+    assert_eq!(s(b"t", b"50%"), s(b"T", b"50%"));
+}
+
+#[test]
+fn key_headers_are_credentials_too() {
+    let c = cache();
+    let names = [http::HeaderName::from_static("x-api-key")];
+    let mut h1 = HeaderMap::new();
+    h1.insert("x-api-key", HeaderValue::from_static("k1"));
+    let mut h2 = HeaderMap::new();
+    h2.insert("x-api-key", HeaderValue::from_static("k2"));
+    let with = |h: &'static HeaderMap| KeyParts {
+        authorization: None,
+        key_headers: &names,
+        headers: Some(h),
+        ..parts(b"", "/v2/Users/1")
+    };
+    let (h1, h2): (&'static HeaderMap, &'static HeaderMap) = (Box::leak(Box::new(h1)), Box::leak(Box::new(h2)));
+    assert!(with(h1).has_credential());
+    assert_ne!(c.key(&with(h1)), c.key(&with(h2)));
+    let none = KeyParts {
+        authorization: None,
+        ..parts(b"", "/v2/Users/1")
+    };
+    assert!(!none.has_credential(), "no credential: resources are not cached");
+}
+
+#[test]
+fn only_resource_bodies_seed() {
+    let user = br#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"id":"1"}"#;
+    assert!(looks_like_resource(user));
+    assert!(looks_like_resource(&[b"  \n".as_slice(), user].concat()));
+    assert!(!looks_like_resource(b""));
+    assert!(!looks_like_resource(
+        br#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[]}"#
+    ));
+    assert!(!looks_like_resource(
+        br#"["urn:ietf:params:scim:schemas:core:2.0:User"]"#
+    ));
+}
+
+#[test]
+fn hop_by_hop_headers_named_in_connection_are_not_stored() {
+    let c = cache();
+    let mut h = answer();
+    h.insert_header("x-trace-hop", "1").expect("h");
+    h.insert_header("connection", "keep-alive, X-Trace-Hop").expect("conn");
+    let e = store_and_hit(&c, "/v2/Schemas", h);
+    assert!(e.header.headers.get("x-trace-hop").is_none());
+    assert!(e.header.headers.get("content-type").is_some());
 }

@@ -59,7 +59,13 @@ const ROUTE: &[&str] = &[
     "cache",
 ];
 const CACHE: &[&str] = &["max_size", "max_entry"];
-const ROUTE_CACHE: &[&str] = &["discovery", "resources", "write_through", "ignore_cache_control"];
+const ROUTE_CACHE: &[&str] = &[
+    "discovery",
+    "resources",
+    "write_through",
+    "ignore_cache_control",
+    "key_headers",
+];
 const AFFINITY: &[&str] = &["key", "pin_after_write"];
 const LIMITS: &[&str] = &["store", "policies"];
 const POLICY: &[&str] = &["key", "rate", "burst", "classes"];
@@ -738,6 +744,18 @@ fn route_cache(p: &mut Problems, at: &str, v: &Value) -> Option<RouteCache> {
         resources: ttl(p, "resources"),
         write_through: r::opt(p, m, at, "write_through", false, r::boolean),
         ignore_cache_control: r::opt(p, m, at, "ignore_cache_control", false, r::boolean),
+        key_headers: r::opt(p, m, at, "key_headers", Vec::new(), |p, path, v| {
+            let mut out = Vec::new();
+            for (j, x) in r::list(p, path, v)?.iter().enumerate() {
+                let jat = r::index(path, j);
+                let Some(name) = r::string(p, &jat, x) else { continue };
+                match http::HeaderName::from_bytes(name.trim().as_bytes()) {
+                    Ok(n) => out.push(n),
+                    Err(_) => p.add(&jat, format!("`{name}` is not a valid header name")),
+                }
+            }
+            Some(out)
+        }),
     };
     if c.write_through && c.resources.is_none() {
         p.add(

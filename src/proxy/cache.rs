@@ -12,7 +12,7 @@ use pingora::proxy::Session;
 use pingora::Result;
 
 use super::{path, Ctx, Scimitar};
-use crate::cache::{rules, Cache, Deps, Entry, KeyParts, Kind, Scope};
+use crate::cache::{rules, Cache, Deps, Entry, KeyParts, Kind, RouteCache, Scope};
 use crate::config::Tenancy;
 use crate::routing::{Route, RouteMatch};
 use crate::scim::{Method, Operation};
@@ -42,8 +42,19 @@ struct Write {
     n: u8,
     /// The first slot's value after this write's start bump.
     seen: u64,
-    /// A create, replace or patch of a User or Group that may seed the cache.
+    /// A create, replace or patch of a User or Group that may seed the cache (the type tag).
     seed: Option<u8>,
+    /// The seeded entry's dependencies, read before the upstream could answer (at the start
+    /// for a replace/patch, before the answer goes downstream for a create): a write to them
+    /// that lands while this one is in flight makes the seed dead on arrival.
+    deps: Option<Deps>,
+}
+
+/// Where a write's answer would be stored: the GET route and path of the resource.
+struct SeedTarget<'a> {
+    path: &'a str,
+    m: RouteMatch,
+    cfg: &'a RouteCache,
 }
 
 impl Scimitar {
@@ -51,13 +62,26 @@ impl Scimitar {
         self.tenant(session, ctx).unwrap_or(b"")
     }
 
-    fn key_parts<'a>(&self, session: &'a Session, route: usize, path: &'a str, query: Option<&'a str>) -> KeyParts<'a> {
-        let h = &session.req_header().headers;
+    fn key_parts<'a>(
+        &self,
+        session: &'a Session,
+        route: usize,
+        cfg: &'a RouteCache,
+        path: &'a str,
+        query: Option<&'a str>,
+    ) -> KeyParts<'a> {
+        let req = session.req_header();
+        let h = &req.headers;
         let get = |n: header::HeaderName| h.get(n).map(|v| v.as_bytes());
         KeyParts {
             route,
             authorization: get(header::AUTHORIZATION),
-            host: get(header::HOST),
+            // The authority the request named (absolute-form or HTTP/2), else its Host.
+            host: req
+                .uri
+                .authority()
+                .map(|a| a.as_str().as_bytes())
+                .or_else(|| get(header::HOST)),
             tenant_header: match &self.tenancy {
                 Tenancy::Header(name) => h.get(name.as_str()).map(|v| v.as_bytes()),
                 _ => None,
@@ -66,6 +90,8 @@ impl Scimitar {
             query,
             accept: get(header::ACCEPT),
             accept_encoding: get(header::ACCEPT_ENCODING),
+            key_headers: &cfg.key_headers,
+            headers: Some(h),
         }
     }
 
@@ -83,15 +109,29 @@ impl Scimitar {
         if !scopes.is_empty() {
             let p = path(session, ctx);
             let id = m.view.id.map_or("", |s| s.of(p));
-            let (slots, n) = cache.slots(self.cache_tenant(session, ctx), scopes, id.as_bytes());
+            let tenant = self.cache_tenant(session, ctx);
+            let (slots, n) = cache.slots(tenant, scopes, id.as_bytes());
             let seen = cache.bump(slots, n);
             let seed = match (m.view.op, scopes.iter().next(), session.req_header().uri.query()) {
                 (Operation::Create, Some(Scope::Family(t)), None) => Some(t),
                 (Operation::Replace | Operation::Patch, Some(Scope::Resource(t)), None) => Some(t),
                 _ => None,
             };
+            let deps = match (seed, m.view.op) {
+                (Some(t), Operation::Replace | Operation::Patch) => {
+                    let (s, n) = cache.slots(tenant, rules::depends_on(Kind::Resource(t)), id.as_bytes());
+                    Some(cache.snapshot(s, n))
+                }
+                _ => None,
+            };
             ctx.cache = Some(Box::new(CacheState {
-                write: Some(Write { slots, n, seen, seed }),
+                write: Some(Write {
+                    slots,
+                    n,
+                    seen,
+                    seed,
+                    deps,
+                }),
                 ..Default::default()
             }));
             return Ok(false);
@@ -108,7 +148,12 @@ impl Scimitar {
         }
         let key = {
             let p = path(session, ctx);
-            cache.key(&self.key_parts(session, m.route, p, session.req_header().uri.query()))
+            let parts = self.key_parts(session, m.route, rc, p, session.req_header().uri.query());
+            // A resource is only ever cached for a credential the key can tell apart.
+            if matches!(kind, Kind::Resource(_)) && !parts.has_credential() {
+                return Ok(false);
+            }
+            cache.key(&parts)
         };
         if policy.lookup {
             if let Some(e) = cache.get(key, Instant::now()) {
@@ -139,26 +184,38 @@ impl Scimitar {
         cache.snapshot(slots, n)
     }
 
-    /// Keeps the upstream's answer header when the answer may be stored.
+    /// Keeps the upstream's answer header when the answer may be stored. Runs before the
+    /// header goes downstream, so a create's seed dependencies are read here.
     pub(super) fn cache_answer(&self, ctx: &mut Ctx, resp: &ResponseHeader, session: &Session) {
-        let Some(st) = ctx.cache.as_deref() else { return };
+        let (Some(cache), Some(st)) = (self.cache.as_deref(), ctx.cache.as_deref()) else {
+            return;
+        };
         let status = resp.status.as_u16();
+        let op = ctx.route.map(|m| m.view.op);
+        let mut create_deps = None;
         let ttl = if let Some(f) = &st.fill {
             (status == 200).then_some((f.ttl, f.ignore_cc))
         } else if let Some(w) = &st.write {
-            let wanted = match ctx.route.map(|m| m.view.op) {
-                Some(Operation::Create) => 201,
-                _ => 200,
-            };
-            // The route a later GET of the resource takes decides whether it is seeded.
-            w.seed
-                .filter(|_| status == wanted)
-                .and_then(|_| self.seed_route(session, ctx, resp))
-                .and_then(|(_, c)| {
-                    c.resources
-                        .filter(|_| c.write_through)
-                        .map(|t| (t, c.ignore_cache_control))
-                })
+            let wanted = if op == Some(Operation::Create) { 201 } else { 200 };
+            let target = w
+                .seed
+                .filter(|_| status == wanted && rules::is_json(&resp.headers))
+                .and_then(|_| self.seed_target(session, ctx, resp));
+            match (target, w.seed) {
+                (Some(t), Some(tag)) if t.cfg.write_through => {
+                    if op == Some(Operation::Create) {
+                        let id = t.m.view.id.map_or("", |s| s.of(t.path));
+                        let (s, n) = cache.slots(
+                            self.cache_tenant(session, ctx),
+                            rules::depends_on(Kind::Resource(tag)),
+                            id.as_bytes(),
+                        );
+                        create_deps = Some(cache.snapshot(s, n));
+                    }
+                    t.cfg.resources.map(|r| (r, t.cfg.ignore_cache_control))
+                }
+                _ => None,
+            }
         } else {
             None
         };
@@ -166,7 +223,14 @@ impl Scimitar {
             .and_then(|(t, ignore)| rules::response_ttl(&resp.headers, t, ignore))
             .map(|t| (resp.clone(), t));
         if let Some(st) = ctx.cache.as_deref_mut() {
+            // A retry's answer replaces whatever an earlier attempt began.
             st.answer = answer;
+            st.chunks.clear();
+            st.size = 0;
+            st.complete = false;
+            if let (Some(w), Some(d)) = (st.write.as_mut(), create_deps) {
+                w.deps = Some(d);
+            }
         }
     }
 
@@ -189,13 +253,13 @@ impl Scimitar {
         st.complete |= end;
     }
 
-    /// The path and route of the resource a write answered about, for seeding.
-    fn seed_route<'a>(
+    /// The GET route and path of the resource a write answered about.
+    fn seed_target<'a>(
         &'a self,
         session: &'a Session,
         ctx: &'a Ctx,
         resp: &'a ResponseHeader,
-    ) -> Option<(&'a str, &'a rules::RouteCache)> {
+    ) -> Option<SeedTarget<'a>> {
         let p = path(session, ctx);
         let target = match ctx.route.map(|m| m.view.op) {
             Some(Operation::Create) => {
@@ -205,13 +269,13 @@ impl Scimitar {
             _ => p,
         };
         let m = self.router.find(Method::Get, target).ok()?;
-        let c = self.router.routes.get(m.route)?.cache.as_ref()?;
-        Some((target, c))
+        let cfg = self.router.routes.get(m.route)?.cache.as_ref()?;
+        Some(SeedTarget { path: target, m, cfg })
     }
 
     /// End of the exchange: the closing bump of a write, then any store.
     pub(super) fn cache_finish(&self, session: &Session, ctx: &mut Ctx, failed: bool) {
-        let (Some(cache), Some(mut st)) = (self.cache.as_deref(), ctx.cache.take()) else {
+        let (Some(cache), Some(mut st)) = (self.cache.as_ref(), ctx.cache.take()) else {
             return;
         };
         if st.hit {
@@ -223,22 +287,37 @@ impl Scimitar {
             None
         };
         if let Some(w) = &st.write {
-            let may_seed = w.seed.is_some() && body.is_some();
-            let unchanged = may_seed
-                && match ctx.route.map(|m| m.view.op) {
-                    // The write's own resource: only if no other write touched it meanwhile.
-                    Some(Operation::Replace | Operation::Patch) => cache.bump_if_unchanged(w.slots[0], w.seen),
-                    _ => true,
-                };
+            let op = ctx.route.map(|m| m.view.op);
+            let replace = matches!(op, Some(Operation::Replace | Operation::Patch));
+            let may_seed =
+                w.seed.is_some() && w.deps.is_some() && body.as_deref().is_some_and(rules::looks_like_resource);
+            // The write's own resource: only if no other write touched it meanwhile.
+            let unchanged = may_seed && (!replace || cache.bump_if_unchanged(w.slots[0], w.seen));
             // A successful compare-and-bump already moved the first slot; bump the others.
-            let done = usize::from(unchanged && !matches!(ctx.route.map(|m| m.view.op), Some(Operation::Create)));
+            let done = usize::from(unchanged && replace);
             let mut rest = [0u32; 3];
             for (r, s) in rest.iter_mut().zip(&w.slots[done..w.n as usize]) {
                 *r = *s;
             }
             cache.bump(rest, w.n - done as u8);
-            if let (true, Some(t), Some(body), Some((hdr, ttl))) = (unchanged, w.seed, body, st.answer.take()) {
-                self.seed(session, ctx, cache, t, hdr, body, ttl);
+            if failed {
+                // The upstream may still apply a write whose exchange failed (a timeout, a client
+                // that hung up): bump once more after it could have, so a read that filled in
+                // between does not outlive it.
+                let delay = self
+                    .pool(ctx)
+                    .map_or(Duration::from_secs(60), |p| p.config.timeouts.read);
+                let (cache, slots, n) = (Arc::clone(cache), w.slots, w.n);
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    cache.bump(slots, n);
+                });
+            }
+            if let (true, Some(mut deps), Some(body), Some((hdr, ttl))) = (unchanged, w.deps, body, st.answer.take()) {
+                if replace {
+                    deps.set_first(w.seen + 1);
+                }
+                self.seed(session, ctx, cache, hdr, body, ttl, deps);
             }
             return;
         }
@@ -253,22 +332,15 @@ impl Scimitar {
         session: &Session,
         ctx: &Ctx,
         cache: &Cache,
-        t: u8,
         hdr: ResponseHeader,
         body: Bytes,
         ttl: Duration,
+        deps: Deps,
     ) {
-        let Some((target, _)) = self.seed_route(session, ctx, &hdr) else {
+        let Some(t) = self.seed_target(session, ctx, &hdr) else {
             return;
         };
-        let Ok(m) = self.router.find(Method::Get, target) else {
-            return;
-        };
-        let id = m.view.id.map_or("", |s| s.of(target));
-        let tenant = self.cache_tenant(session, ctx);
-        let (slots, n) = cache.slots(tenant, rules::depends_on(Kind::Resource(t)), id.as_bytes());
-        let deps = cache.snapshot(slots, n);
-        let key = cache.key(&self.key_parts(session, m.route, target, None));
+        let key = cache.key(&self.key_parts(session, t.m.route, t.cfg, t.path, None));
         if cache.put(key, hdr, body, ttl, deps) {
             cache.stats.seeded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }

@@ -433,6 +433,21 @@ impl ProxyHttp for Scimitar {
         headers::apply_to_response(resp, add)
     }
 
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<std::time::Duration>> {
+        // The server is done with this request: its max_conns slot need not wait for a slow
+        // client to read the rest of the answer.
+        if end_of_stream {
+            ctx.server_slot = None;
+        }
+        Ok(None)
+    }
+
     fn response_body_filter(
         &self,
         _session: &mut Session,
@@ -480,7 +495,9 @@ impl ProxyHttp for Scimitar {
         }
         let op = ctx.route.map(|m| m.view.op).unwrap_or(crate::scim::Operation::Other);
         let truncated = session.as_ref().retry_buffer_truncated();
+        // Once the answer has started downstream, another server's answer cannot follow it.
         let retry = ctx.error.is_none()
+            && session.response_written().is_none()
             && *e.esource() == pingora::ErrorSource::Upstream
             && policy::retry_after_send(op, truncated, ctx.attempts, pool.config.retries);
         e.set_retry(retry);
