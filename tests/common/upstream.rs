@@ -208,8 +208,10 @@ fn handle(stream: TcpStream, sh: &Shared<'_>, behavior: &Behavior, name: &str) {
             "HTTP/1.1 {status} X\r\nContent-Type: application/scim+json\r\nContent-Length: {}\r\n\r\n{payload}",
             payload.len()
         );
-        let written = out.write_all(resp.as_bytes());
+        // The request is over once its answer is ready: a proxy may (rightly) send the next one
+        // the moment the last byte arrives, possibly before this thread runs again.
         active.0.fetch_sub(1, SeqCst);
+        let written = out.write_all(resp.as_bytes());
         if written.is_err() {
             return;
         }
