@@ -105,8 +105,10 @@ for i in $(seq 1 "$RUNS"); do
     port=18110
     [ "$target" = scimitar ] && port=18111
     start_replicas
+    o1=$(listen_overflows)
     line=$($LOAD target/release/examples/scim_sync "http://127.0.0.1:$port/v2" "$TENANTS" "$USERS" "$DISCOVERY_EVERY" "${replica_urls[@]}")
-    echo "{\"target\":\"$target\",\"run\":$i,\"result\":$line}" | tee -a "$OUT/goodput.jsonl"
+    o2=$(listen_overflows)
+    echo "{\"target\":\"$target\",\"run\":$i,\"overflows\":$((o2 - o1)),\"result\":$line}" | tee -a "$OUT/goodput.jsonl"
   done
 done
 
@@ -114,8 +116,8 @@ python3 - "$OUT/goodput.jsonl" >"$OUT/goodput.md" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 print("## SCIM goodput — IdP-like sync through a proxy to 3 independent scim2-server replicas\n")
-print("| proxy | user syncs/s (median, spread) | requests | errors | throttled (429/503) | read-your-writes misses | duplicate users | p50 ms | p99 ms |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| proxy | user syncs/s (median, spread) | requests | errors | throttled (429/503) | read-your-writes misses | duplicate users | p50 ms | p99 ms | replica accept-queue overflows |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 med = {}
 for t in ("nginx", "scimitar"):
     rs = [r["result"] for r in rows if r["target"] == t]
@@ -125,7 +127,8 @@ for t in ("nginx", "scimitar"):
     med[t] = statistics.median(g)
     s = lambda k: sum(r[k] for r in rs)
     m = lambda k: statistics.median(r[k] for r in rs)
-    print(f"| {t} | {med[t]:.1f} ({min(g):.1f}–{max(g):.1f}) | {s('requests')} | {s('errors')} | {s('throttled')} | {s('read_your_writes_misses')} | {s('duplicates')} | {m('p50_ms'):.1f} | {m('p99_ms'):.1f} |")
+    ov = sum(r.get("overflows", 0) for r in rows if r["target"] == t)
+    print(f"| {t} | {med[t]:.1f} ({min(g):.1f}–{max(g):.1f}) | {s('requests')} | {s('errors')} | {s('throttled')} | {s('read_your_writes_misses')} | {s('duplicates')} | {m('p50_ms'):.1f} | {m('p99_ms'):.1f} | {ov} |")
 if "nginx" in med and "scimitar" in med:
     print(f"\nscimitar / nginx goodput: {med['scimitar'] / med['nginx']:.2f}×")
 PY

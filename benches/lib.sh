@@ -79,3 +79,8 @@ routes:
 $([ "$3" = on ] && printf '    affinity: {key: [token, tenant, client_ip], pin_after_write: 30s}\n    rate_limits: [ceiling]\nrate_limits:\n  policies:\n    ceiling: {key: [token, client_ip], rate: 1000000/s, burst: 1000000}\n')
 Y
 }
+
+# Connections the kernel dropped because a listener's accept queue was full (all listeners).
+listen_overflows() {
+  awk '/^TcpExt:/ { if (!h) { for (i = 1; i <= NF; i++) n[i] = $i; h = 1 } else { for (i = 1; i <= NF; i++) if (n[i] == "ListenOverflows") print $i } }' /proc/net/netstat
+}
