@@ -162,6 +162,33 @@ fn a_post_whose_upstream_dies_mid_request_is_never_replayed() {
 }
 
 #[test]
+fn an_answer_cut_mid_way_is_not_retried_onto_another_server() {
+    // The client already has a 200 header and part of the body; another server's answer
+    // cannot follow it on the same response, so a GET that fails there is not retried.
+    let a = TestUpstream::start("a", Behavior::CutMidAnswer);
+    let b = TestUpstream::start("b", Behavior::CutMidAnswer);
+    let px = Proxy::start(&format!(
+        "upstreams:\n{}{}",
+        pool_yaml(
+            "p",
+            &[a.addr, b.addr],
+            "    selection: round_robin\n    passive: {max_fails: 0}\n    retries: 1\n"
+        ),
+        routes("p")
+    ));
+    let r = common::client::try_http(px.addr, "GET", "/scim/v2/Users/1", &[], None);
+    if let Ok(r) = &r {
+        assert_eq!(r.status, 200, "the header the client already has");
+        assert!(
+            r.body.len() < 100,
+            "the body is cut, not completed from elsewhere: {}",
+            r.text()
+        );
+    }
+    assert_eq!(a.hits() + b.hits(), 1, "one server saw the GET");
+}
+
+#[test]
 fn a_pool_with_no_healthy_server_answers_503_with_retry_after() {
     let dead1 = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let dead2 = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));

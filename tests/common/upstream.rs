@@ -18,6 +18,8 @@ pub enum Behavior {
     Stall(Duration),
     /// Answer every request with this status and a small JSON body.
     Status(u16),
+    /// Send a 200 header promising 100 bytes, 10 of them, then close: an answer cut mid-way.
+    CutMidAnswer,
 }
 
 /// A recorded request.
@@ -195,6 +197,13 @@ fn handle(stream: TcpStream, sh: &Shared<'_>, behavior: &Behavior, name: &str) {
         let (status, payload) = match behavior {
             Behavior::CloseAfterRequest => {
                 active.0.fetch_sub(1, SeqCst);
+                return;
+            }
+            Behavior::CutMidAnswer => {
+                active.0.fetch_sub(1, SeqCst);
+                let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/scim+json\r\nContent-Length: 100\r\n\r\n{\"id\":\"1\",");
+                let _ = out.flush();
+                std::thread::sleep(Duration::from_millis(50));
                 return;
             }
             Behavior::Stall(d) => {
