@@ -15,7 +15,8 @@
 //! - [`cache`]: per-credential response cache for discovery and resource reads, invalidated
 //!   by writes.
 //! - [`overload`]: per-pool in-flight cap, bounded queue, tenant fairness.
-//! - [`proxy`]: the thin Pingora `ProxyHttp` glue and its pure policies (retries, errors).
+//! - [`proxy`]: the thin Pingora `ProxyHttp` glue and its pure policies (retries, errors);
+//!   one glue file per concern (cache, limits, per-server slots, header writes).
 //! - [`admin`]: `/healthz` and `/status` on the admin listener.
 //! - [`app`]: wires services together and boots Pingora; `main.rs` is the CLI.
 #![forbid(unsafe_code)]
