@@ -273,8 +273,9 @@ impl Scimitar {
         Some(SeedTarget { path: target, m, cfg })
     }
 
-    /// End of the exchange: the closing bump of a write, then any store.
-    pub(super) fn cache_finish(&self, session: &Session, ctx: &mut Ctx, failed: bool) {
+    /// End of the exchange: the closing bump of a write, then any store. `late`: the exchange
+    /// failed after the upstream may have received the request, so it may still apply it.
+    pub(super) fn cache_finish(&self, session: &Session, ctx: &mut Ctx, failed: bool, late: bool) {
         let (Some(cache), Some(mut st)) = (self.cache.as_ref(), ctx.cache.take()) else {
             return;
         };
@@ -300,7 +301,7 @@ impl Scimitar {
                 *r = *s;
             }
             cache.bump(rest, w.n - done as u8);
-            if failed {
+            if late {
                 // The upstream may still apply a write whose exchange failed (a timeout, a client
                 // that hung up): bump once more after it could have, so a read that filled in
                 // between does not outlive it.

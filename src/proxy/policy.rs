@@ -50,6 +50,18 @@ pub fn is_server_failure(etype: &ErrorType, source: &ErrorSource) -> bool {
         )
 }
 
+/// Whether a failed exchange may still have been applied by an upstream: a server was picked
+/// and the failure came after the connection was made (a connect error means nothing was sent;
+/// an HTTPStatus error is the proxy's own refusal).
+pub fn may_have_reached_upstream(attempts: usize, etype: &ErrorType) -> bool {
+    use ErrorType::*;
+    attempts > 0
+        && !matches!(
+            etype,
+            ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | TLSHandshakeFailure | HTTPStatus(_)
+        )
+}
+
 /// The status the client gets for a proxying error; 0 means the client is gone.
 pub fn status_for(etype: &ErrorType, source: &ErrorSource) -> u16 {
     use ErrorType::*;
@@ -186,6 +198,18 @@ mod tests {
         assert!(!counts_as_failure(503, false));
         assert!(client_went_away(&ErrorType::ConnectionClosed, &ErrorSource::Downstream));
         assert!(!client_went_away(&ErrorType::ConnectionClosed, &ErrorSource::Upstream));
+    }
+
+    #[test]
+    fn only_failures_after_connecting_may_have_reached_the_upstream() {
+        assert!(may_have_reached_upstream(1, &ErrorType::ReadTimedout));
+        assert!(may_have_reached_upstream(2, &ErrorType::ConnectionClosed));
+        assert!(!may_have_reached_upstream(1, &ErrorType::ConnectRefused));
+        assert!(!may_have_reached_upstream(1, &ErrorType::HTTPStatus(503)));
+        assert!(
+            !may_have_reached_upstream(0, &ErrorType::ReadError),
+            "no server was picked"
+        );
     }
 
     #[test]
