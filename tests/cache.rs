@@ -175,3 +175,20 @@ fn entries_expire_and_upstream_no_cache_is_honoured_by_default() {
         "expired"
     );
 }
+
+#[test]
+fn key_headers_separate_clients_that_do_not_use_authorization() {
+    let up = TestUpstream::start("echo", Behavior::Echo);
+    let px = cached_proxy(&[up.addr], "/scim/v2", "{resources: 30s, key_headers: [X-API-Key]}");
+    let get = |key: &str| px.send("GET", "/scim/v2/Users/u1", &[("x-api-key", key)], None);
+    assert_eq!(get("key-a").header("x-cache"), None);
+    assert_eq!(get("key-a").header("x-cache"), Some("HIT"));
+    let b = get("key-b");
+    assert_eq!(b.header("x-cache"), None, "another key, another entry");
+    assert!(
+        b.text().contains("key-b") && !b.text().contains("key-a"),
+        "{}",
+        b.text()
+    );
+    assert_eq!(up.hits(), 2);
+}
