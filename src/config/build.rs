@@ -577,11 +577,8 @@ fn routes(p: &mut Problems, top: &Mapping, pools: &[PoolConfig], limits: &RateLi
         );
         let classes = r::opt(p, m, &at, "classes", 0u16, class_bits);
         let methods = r::opt(p, m, &at, "methods", 0u16, |p, path, v| {
-            let list = r::list(p, path, v)?;
             let mut bits = 0;
-            for (j, mv) in list.iter().enumerate() {
-                let mat = r::index(path, j);
-                let Some(s) = r::string(p, &mat, mv) else { continue };
+            for (mat, s) in r::strings(p, path, v)? {
                 let up = s.to_ascii_uppercase();
                 if Method::NAMES.contains(&up.as_str()) {
                     bits |= Method::parse(&up).bit();
@@ -627,11 +624,8 @@ fn routes(p: &mut Problems, top: &Mapping, pools: &[PoolConfig], limits: &RateLi
             }
         }
         let limits_v = r::opt(p, m, &at, "rate_limits", Vec::new(), |p, path, v| {
-            let list = r::list(p, path, v)?;
             let mut idx = Vec::new();
-            for (j, n) in list.iter().enumerate() {
-                let nat = r::index(path, j);
-                let Some(name) = r::string(p, &nat, n) else { continue };
+            for (nat, name) in r::strings(p, path, v)? {
                 match limits.policies.iter().position(|x| x.name == name) {
                     Some(i) => idx.push(i),
                     None => {
@@ -686,13 +680,14 @@ fn max_body(p: &mut Problems, path: &str, v: &Value) -> Option<[u64; 9]> {
 
 fn key_sources(p: &mut Problems, path: &str, v: &Value) -> Option<Vec<KeySource>> {
     // A single source may be written without the list.
-    let items: Vec<(String, &Value)> = match v {
-        Value::Sequence(s) => s.iter().enumerate().map(|(i, x)| (r::index(path, i), x)).collect(),
-        other => vec![(path.to_string(), other)],
+    let items = match v {
+        Value::Sequence(_) => r::strings(p, path, v).unwrap_or_default(),
+        other => r::string(p, path, other)
+            .map(|s| vec![(path.to_string(), s)])
+            .unwrap_or_default(),
     };
     let mut out = Vec::new();
-    for (at, x) in items {
-        let Some(s) = r::string(p, &at, x) else { continue };
+    for (at, s) in items {
         match KeySource::parse(&s) {
             Ok(k) => out.push(k),
             Err(e) => p.add(&at, e),
@@ -746,9 +741,7 @@ fn route_cache(p: &mut Problems, at: &str, v: &Value) -> Option<RouteCache> {
         ignore_cache_control: r::opt(p, m, at, "ignore_cache_control", false, r::boolean),
         key_headers: r::opt(p, m, at, "key_headers", Vec::new(), |p, path, v| {
             let mut out = Vec::new();
-            for (j, x) in r::list(p, path, v)?.iter().enumerate() {
-                let jat = r::index(path, j);
-                let Some(name) = r::string(p, &jat, x) else { continue };
+            for (jat, name) in r::strings(p, path, v)? {
                 match http::HeaderName::from_bytes(name.trim().as_bytes()) {
                     Ok(n) => out.push(n),
                     Err(_) => p.add(&jat, format!("`{name}` is not a valid header name")),
@@ -871,11 +864,8 @@ fn rate_limits(p: &mut Problems, top: &Mapping) -> RateLimits {
 }
 
 fn class_bits(p: &mut Problems, path: &str, v: &Value) -> Option<u16> {
-    let list = r::list(p, path, v)?;
     let mut bits = 0;
-    for (j, c) in list.iter().enumerate() {
-        let cat = r::index(path, j);
-        let Some(s) = r::string(p, &cat, c) else { continue };
+    for (cat, s) in r::strings(p, path, v)? {
         match EndpointClass::parse(&s) {
             Some(c) => bits |= c.bit(),
             None => {

@@ -156,6 +156,21 @@ pub fn list<'a>(p: &mut Problems, path: &str, v: &'a Value) -> Option<&'a [Value
     }
 }
 
+/// The string items of a list, each with its place (`path[i]`) for problems about it; an item
+/// that is not a string is reported and skipped.
+pub fn strings(p: &mut Problems, path: &str, v: &Value) -> Option<Vec<(String, String)>> {
+    let list = list(p, path, v)?;
+    Some(
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, x)| {
+                let at = index(path, i);
+                string(p, &at, x).map(|s| (at, s))
+            })
+            .collect(),
+    )
+}
+
 /// Reads an optional key with `f`, falling back to `default` when it is absent or invalid (the
 /// problem is recorded either way, so a fallback never hides an error).
 pub fn opt<'a, T>(
