@@ -32,34 +32,34 @@ pub fn is_write(op: Operation) -> bool {
 pub fn is_server_failure(etype: &ErrorType, source: &ErrorSource) -> bool {
     use ErrorType::*;
     *source == ErrorSource::Upstream
-        && matches!(
-            etype,
-            ConnectTimedout
-                | ConnectRefused
-                | ConnectNoRoute
-                | ConnectError
-                | TLSHandshakeFailure
-                | ReadTimedout
-                | WriteTimedout
-                | ReadError
-                | WriteError
-                | ConnectionClosed
-                | InvalidHTTPHeader
-                | H1Error
-                | H2Error
-        )
+        && (is_connect_failure(etype)
+            || matches!(
+                etype,
+                ReadTimedout
+                    | WriteTimedout
+                    | ReadError
+                    | WriteError
+                    | ConnectionClosed
+                    | InvalidHTTPHeader
+                    | H1Error
+                    | H2Error
+            ))
+}
+
+/// The connection to the upstream was never made: nothing of the request was sent.
+fn is_connect_failure(etype: &ErrorType) -> bool {
+    use ErrorType::*;
+    matches!(
+        etype,
+        ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | TLSHandshakeFailure
+    )
 }
 
 /// Whether a failed exchange may still have been applied by an upstream: a server was picked
 /// and the failure came after the connection was made (a connect error means nothing was sent;
 /// an HTTPStatus error is the proxy's own refusal).
 pub fn may_have_reached_upstream(attempts: usize, etype: &ErrorType) -> bool {
-    use ErrorType::*;
-    attempts > 0
-        && !matches!(
-            etype,
-            ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | TLSHandshakeFailure | HTTPStatus(_)
-        )
+    attempts > 0 && !is_connect_failure(etype) && !matches!(etype, ErrorType::HTTPStatus(_))
 }
 
 /// The status the client gets for a proxying error; 0 means the client is gone.
