@@ -78,7 +78,7 @@ impl Admission {
 
     /// `Retry-After` for a shed request: the queue timeout, at least a second.
     pub fn retry_after_secs(&self) -> u64 {
-        self.cfg.queue_timeout.as_secs_f64().ceil().max(1.0) as u64
+        crate::scim::error::retry_after_secs(self.cfg.queue_timeout)
     }
 
     /// The fast path: a free slot, taken without waiting. `None` means call [`Self::admit`].

@@ -43,7 +43,7 @@ impl Scimitar {
                             pool.name()
                         ),
                     )
-                    .retry_after(wait.as_secs_f64().ceil() as u64),
+                    .retry_after(crate::scim::error::retry_after_secs(wait)),
                 );
                 Error::e_explain(ErrorType::HTTPStatus(503), "server at max_conns")
             }

@@ -81,9 +81,7 @@ impl Decision {
     /// Whole seconds for `Retry-After`, rounded up so a client that waits exactly that long
     /// is admitted.
     pub fn retry_after_secs(&self) -> u64 {
-        let d = self.retry_after;
-        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-        secs.max(1)
+        crate::scim::error::retry_after_secs(self.retry_after)
     }
 }
 

@@ -7,6 +7,12 @@ use pingora::http::ResponseHeader;
 pub const SCIM_ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 pub const CONTENT_TYPE: &str = "application/scim+json";
 
+/// Whole seconds for `Retry-After`: rounded up, so a client that waits exactly that long finds
+/// the condition over, and at least 1 (`Retry-After: 0` invites an immediate retry).
+pub fn retry_after_secs(d: std::time::Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
+}
+
 /// An answer the proxy gives on its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScimError {

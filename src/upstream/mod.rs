@@ -243,7 +243,7 @@ impl Pool {
     pub fn retry_after_secs(&self) -> u64 {
         let hc = self.config.health_check.as_ref().map(|h| h.interval);
         let wait = hc.unwrap_or(self.config.passive.eject_for);
-        wait.as_secs_f64().ceil().max(1.0) as u64
+        crate::scim::error::retry_after_secs(wait)
     }
 }
 
