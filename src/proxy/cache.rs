@@ -11,7 +11,8 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 
-use super::{path, Ctx, Scimitar};
+use super::headers::{self, X_CACHE};
+use super::{answer_headers, path, Ctx, Scimitar};
 use crate::cache::{rules, Cache, Deps, Entry, KeyParts, Kind, RouteCache, Scope};
 use crate::config::Tenancy;
 use crate::routing::{Route, RouteMatch};
@@ -363,7 +364,7 @@ fn concat(chunks: Vec<Bytes>) -> Bytes {
 }
 
 /// Answers from a stored entry (or 304 when the client's `If-None-Match` matches its ETag).
-async fn serve(session: &mut Session, ctx: &Ctx, e: &Arc<Entry>) -> Result<()> {
+async fn serve(session: &mut Session, ctx: &mut Ctx, e: &Arc<Entry>) -> Result<()> {
     let req = session.req_header();
     let not_modified = match (
         req.headers.get(header::IF_NONE_MATCH),
@@ -385,15 +386,10 @@ async fn serve(session: &mut Session, ctx: &Ctx, e: &Arc<Entry>) -> Result<()> {
         e.header.clone()
     };
     h.set_version(version);
-    h.insert_header(header::AGE, e.stored.elapsed().as_secs().to_string())?;
-    h.insert_header("x-cache", "HIT")?;
-    if let Some(id) = &ctx.request_id {
-        h.insert_header("x-request-id", id.clone())?;
-    }
-    if let Some((p, l)) = &ctx.rate_headers {
-        h.insert_header("ratelimit-policy", p.as_str())?;
-        h.insert_header("ratelimit", l.as_str())?;
-    }
+    let mut add = answer_headers(ctx)?;
+    add.set(header::AGE, http::HeaderValue::from(e.stored.elapsed().as_secs()));
+    add.set(X_CACHE, http::HeaderValue::from_static("HIT"));
+    headers::apply_to_response(&mut h, add)?;
     session.write_response_header(Box::new(h), not_modified).await?;
     if !not_modified {
         session.write_response_body(Some(e.body.clone()), true).await?;

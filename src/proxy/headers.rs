@@ -19,6 +19,7 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// Up to six headers to set, collected on the stack.
 #[derive(Default)]

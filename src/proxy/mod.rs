@@ -74,19 +74,30 @@ fn path<'a>(session: &'a Session, ctx: &'a Ctx) -> &'a str {
         .unwrap_or_else(|| session.req_header().uri.path())
 }
 
+/// What every answer to this request carries: its request id and, on a limited route, the
+/// `RateLimit-Policy` / `RateLimit` values (taken: a request is answered once).
+fn answer_headers(ctx: &mut Ctx) -> Result<Additions> {
+    let mut add = Additions::default();
+    if let Some(id) = &ctx.request_id {
+        add.set(headers::X_REQUEST_ID, id.clone());
+    }
+    if let Some((p, l)) = ctx.rate_headers.take() {
+        let value = |s: String| {
+            HeaderValue::try_from(s).map_err(|e| Error::because(ErrorType::InternalError, "RateLimit header", e))
+        };
+        add.set(headers::RATELIMIT_POLICY, value(p)?);
+        add.set(headers::RATELIMIT, value(l)?);
+    }
+    Ok(add)
+}
+
 /// Writes a SCIM error answer from a request filter, with the request id and any rate-limit
 /// headers already decided. The connection stays open only when no unread request body could
 /// be left on it.
-pub async fn respond(session: &mut Session, ctx: &Ctx, err: &ScimError) -> Result<()> {
+pub async fn respond(session: &mut Session, ctx: &mut Ctx, err: &ScimError) -> Result<()> {
     let body = err.body();
     let mut header = err.header(body.len())?;
-    if let Some(id) = &ctx.request_id {
-        header.insert_header("x-request-id", id.clone())?;
-    }
-    if let Some((p, l)) = &ctx.rate_headers {
-        header.insert_header("ratelimit-policy", p.as_str())?;
-        header.insert_header("ratelimit", l.as_str())?;
-    }
+    headers::apply_to_response(&mut header, answer_headers(ctx)?)?;
     let has_body = session.req_header().headers.contains_key("content-length")
         || session.req_header().headers.contains_key("transfer-encoding");
     if has_body {
@@ -419,18 +430,7 @@ impl ProxyHttp for Scimitar {
         if session.req_header().version == http::Version::HTTP_11 {
             resp.set_version(http::Version::HTTP_11);
         }
-        let mut add = Additions::default();
-        if let Some(id) = &ctx.request_id {
-            add.set(headers::X_REQUEST_ID, id.clone());
-        }
-        if let Some((p, l)) = ctx.rate_headers.take() {
-            let value = |s: String| {
-                HeaderValue::try_from(s).map_err(|e| Error::because(ErrorType::InternalError, "RateLimit header", e))
-            };
-            add.set(headers::RATELIMIT_POLICY, value(p)?);
-            add.set(headers::RATELIMIT, value(l)?);
-        }
-        headers::apply_to_response(resp, add)
+        headers::apply_to_response(resp, answer_headers(ctx)?)
     }
 
     fn upstream_response_body_filter(
