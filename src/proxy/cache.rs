@@ -49,6 +49,8 @@ struct Write {
     /// for a replace/patch, before the answer goes downstream for a create): a write to them
     /// that lands while this one is in flight makes the seed dead on arrival.
     deps: Option<Deps>,
+    /// The key of the GET the answer would be stored as (set when the answer arrives).
+    seed_key: Option<u128>,
 }
 
 /// Where a write's answer would be stored: the GET route and path of the resource.
@@ -132,6 +134,7 @@ impl Scimitar {
                     seen,
                     seed,
                     deps,
+                    seed_key: None,
                 }),
                 ..Default::default()
             }));
@@ -193,7 +196,8 @@ impl Scimitar {
         };
         let status = resp.status.as_u16();
         let op = ctx.route.map(|m| m.view.op);
-        let mut create_deps = None;
+        // For a write that may seed: the entry's key, and (for a create) its dependencies.
+        let mut seed_at = None;
         let ttl = if let Some(f) = &st.fill {
             (status == 200).then_some((f.ttl, f.ignore_cc))
         } else if let Some(w) = &st.write {
@@ -204,15 +208,17 @@ impl Scimitar {
                 .and_then(|_| self.seed_target(session, ctx, resp));
             match (target, w.seed) {
                 (Some(t), Some(tag)) if t.cfg.write_through => {
-                    if op == Some(Operation::Create) {
+                    let deps = (op == Some(Operation::Create)).then(|| {
                         let id = t.m.view.id.map_or("", |s| s.of(t.path));
                         let (s, n) = cache.slots(
                             self.cache_tenant(session, ctx),
                             rules::depends_on(Kind::Resource(tag)),
                             id.as_bytes(),
                         );
-                        create_deps = Some(cache.snapshot(s, n));
-                    }
+                        cache.snapshot(s, n)
+                    });
+                    let key = cache.key(&self.key_parts(session, t.m.route, t.cfg, t.path, None));
+                    seed_at = Some((key, deps));
                     t.cfg.resources.map(|r| (r, t.cfg.ignore_cache_control))
                 }
                 _ => None,
@@ -229,8 +235,9 @@ impl Scimitar {
             st.chunks.clear();
             st.size = 0;
             st.complete = false;
-            if let (Some(w), Some(d)) = (st.write.as_mut(), create_deps) {
-                w.deps = Some(d);
+            if let (Some(w), Some((key, deps))) = (st.write.as_mut(), seed_at) {
+                w.seed_key = Some(key);
+                w.deps = deps.or(w.deps);
             }
         }
     }
@@ -276,7 +283,7 @@ impl Scimitar {
 
     /// End of the exchange: the closing bump of a write, then any store. `late`: the exchange
     /// failed after the upstream may have received the request, so it may still apply it.
-    pub(super) fn cache_finish(&self, session: &Session, ctx: &mut Ctx, failed: bool, late: bool) {
+    pub(super) fn cache_finish(&self, ctx: &mut Ctx, failed: bool, late: bool) {
         let (Some(cache), Some(mut st)) = (self.cache.as_ref(), ctx.cache.take()) else {
             return;
         };
@@ -292,7 +299,7 @@ impl Scimitar {
             let op = ctx.route.map(|m| m.view.op);
             let replace = matches!(op, Some(Operation::Replace | Operation::Patch));
             let may_seed =
-                w.seed.is_some() && w.deps.is_some() && body.as_deref().is_some_and(rules::looks_like_resource);
+                w.seed_key.is_some() && w.deps.is_some() && body.as_deref().is_some_and(rules::looks_like_resource);
             // The write's own resource: only if no other write touched it meanwhile.
             let unchanged = may_seed && (!replace || cache.bump_if_unchanged(w.slots[0], w.seen));
             // A successful compare-and-bump already moved the first slot; bump the others.
@@ -315,36 +322,20 @@ impl Scimitar {
                     cache.bump(slots, n);
                 });
             }
-            if let (true, Some(mut deps), Some(body), Some((hdr, ttl))) = (unchanged, w.deps, body, st.answer.take()) {
+            if let (true, Some(key), Some(mut deps), Some(body), Some((hdr, ttl))) =
+                (unchanged, w.seed_key, w.deps, body, st.answer.take())
+            {
                 if replace {
                     deps.set_first(w.seen + 1);
                 }
-                self.seed(session, ctx, cache, hdr, body, ttl, deps);
+                if cache.put(key, hdr, body, ttl, deps) {
+                    cache.stats.seeded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
             }
             return;
         }
         if let (Some(f), Some(body), Some((hdr, ttl))) = (st.fill, body, st.answer) {
             cache.put(f.key, hdr, body, ttl.min(f.ttl), f.deps);
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn seed(
-        &self,
-        session: &Session,
-        ctx: &Ctx,
-        cache: &Cache,
-        hdr: ResponseHeader,
-        body: Bytes,
-        ttl: Duration,
-        deps: Deps,
-    ) {
-        let Some(t) = self.seed_target(session, ctx, &hdr) else {
-            return;
-        };
-        let key = cache.key(&self.key_parts(session, t.m.route, t.cfg, t.path, None));
-        if cache.put(key, hdr, body, ttl, deps) {
-            cache.stats.seeded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }

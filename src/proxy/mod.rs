@@ -544,7 +544,7 @@ impl ProxyHttp for Scimitar {
         ctx.server_slot = None;
         if ctx.cache.is_some() {
             let late = e.is_some_and(|e| policy::may_have_reached_upstream(ctx.attempts, e.etype()));
-            self.cache_finish(session, ctx, e.is_some(), late);
+            self.cache_finish(ctx, e.is_some(), late);
         }
         if log::log_enabled!(target: "scimitar::access", log::Level::Debug) {
             let status = session.response_written().map_or(0, |r| r.status.as_u16());
