@@ -10,22 +10,13 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use scimitar::config::{PoolConfig, Selection, ServerAddr};
 use scimitar::keys::{Facts, KeyHasher, KeySource};
 use scimitar::ratelimit::{LocalGcra, Rate};
-use scimitar::routing::{BasePath, Route, Router};
 use scimitar::scim::path::{needs_normalizing, path_only};
 use scimitar::scim::{EndpointClass, Method};
 use scimitar::upstream::Pool;
 
-fn router() -> Router {
-    let route = |base: &str, classes: u16| Route {
-        classes,
-        ..Route::new(base, BasePath::parse(base).expect("base path"), 0)
-    };
-    Router::new(vec![
-        route("/scim/v2", EndpointClass::Bulk.bit()),
-        route("/scim/v2", 0),
-        route("/{tenant}/scim/v2", 0),
-    ])
-}
+#[path = "../tests/fixtures/router.rs"]
+mod fixtures;
+use fixtures::router;
 
 fn classify(c: &mut Criterion) {
     let r = router();

@@ -7,7 +7,6 @@ use std::cell::Cell;
 
 use scimitar::keys::{Facts, KeyHasher, KeySource};
 use scimitar::ratelimit::{LocalGcra, Rate};
-use scimitar::routing::{BasePath, Route, Router};
 use scimitar::scim::path::{needs_normalizing, path_only};
 use scimitar::scim::{EndpointClass, Method};
 
@@ -41,17 +40,9 @@ fn allocations(f: impl FnOnce()) -> u64 {
     ALLOCS.with(|a| a.get()) - before
 }
 
-fn router() -> Router {
-    let route = |base: &str, classes: u16| Route {
-        classes,
-        ..Route::new(base, BasePath::parse(base).expect("base path"), 0)
-    };
-    Router::new(vec![
-        route("/scim/v2", EndpointClass::Bulk.bit()),
-        route("/scim/v2", 0),
-        route("/{tenant}/scim/v2", 0),
-    ])
-}
+#[path = "fixtures/router.rs"]
+mod fixtures;
+use fixtures::router;
 
 #[test]
 fn routing_and_classification_do_not_allocate() {
