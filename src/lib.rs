@@ -17,6 +17,7 @@
 //! - [`overload`]: per-pool in-flight cap, bounded queue, tenant fairness.
 //! - [`proxy`]: the thin Pingora `ProxyHttp` glue and its pure policies (retries, errors);
 //!   one glue file per concern (cache, limits, per-server slots, header writes).
+//! - [`tls`]: the TLS edge — certificates by SNI, mTLS identity, rotation, upstream TLS.
 //! - [`admin`]: `/healthz` and `/status` on the admin listener.
 //! - [`app`]: wires services together and boots Pingora; `main.rs` is the CLI.
 #![forbid(unsafe_code)]
@@ -32,4 +33,5 @@ pub mod proxy;
 pub mod ratelimit;
 pub mod routing;
 pub mod scim;
+pub mod tls;
 pub mod upstream;

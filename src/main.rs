@@ -30,6 +30,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    for w in &cfg.warnings {
+        log::warn!("configuration file {path}: {w}");
+    }
     if opt.test {
         println!("scimitar: configuration file {path} test is successful");
         return ExitCode::SUCCESS;

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pingora::server::configuration::ServerConf;
@@ -43,8 +44,28 @@ const POOL: &[&str] = &[
     "queue",
     "queue_timeout",
     "tenant_share",
+    "tls",
 ];
-const HEALTH: &[&str] = &["path", "interval", "timeout", "expect_status", "rise", "fall", "host"];
+const HEALTH: &[&str] = &[
+    "type",
+    "path",
+    "interval",
+    "timeout",
+    "expect_status",
+    "rise",
+    "fall",
+    "host",
+];
+const LISTENER: &[&str] = &[
+    "name",
+    "address",
+    "protocol",
+    "tls",
+    "http2",
+    "upstream",
+    "idle_timeout",
+    "max_connections",
+];
 const PASSIVE: &[&str] = &["max_fails", "eject_for", "count_5xx"];
 const TIMEOUTS: &[&str] = &["connect", "read", "write", "idle"];
 const ROUTE: &[&str] = &[
@@ -84,7 +105,7 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
 
     let upstreams = upstreams(&mut p, top);
     let server = server(&mut p, r::get(top, "server"), &upstreams);
-    let listeners = listeners(&mut p, top);
+    let listeners = listeners(&mut p, top, &upstreams);
     let admin = r::get(top, "admin").and_then(|v| {
         let m = r::map(&mut p, "admin", v, &["address"])?;
         let address = r::req(&mut p, m, "admin", "address", "give e.g. `127.0.0.1:9090`", socket)?;
@@ -122,6 +143,7 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
             rate_limits,
             key_secret,
             cache,
+            warnings: p.1,
         }),
         _ => Err(p),
     }
@@ -207,7 +229,7 @@ fn server(p: &mut Problems, v: Option<&Value>, pools: &[PoolConfig]) -> Option<S
     Some(conf)
 }
 
-fn listeners(p: &mut Problems, top: &Mapping) -> Vec<Listener> {
+fn listeners(p: &mut Problems, top: &Mapping, pools: &[PoolConfig]) -> Vec<Listener> {
     let mut out = Vec::new();
     let Some(list) = r::req(
         p,
@@ -223,23 +245,121 @@ fn listeners(p: &mut Problems, top: &Mapping) -> Vec<Listener> {
         p.add("listeners", "empty; add at least one listener");
     }
     let mut seen = HashSet::new();
+    let mut names = HashSet::new();
     for (i, v) in list.iter().enumerate() {
         let at = r::index("listeners", i);
-        let Some(m) = r::map(p, &at, v, &["name", "address"]) else {
+        let Some(m) = r::map(p, &at, v, LISTENER) else {
             continue;
         };
         let name = r::opt(p, m, &at, "name", format!("listener{i}"), r::string);
-        if let Some(a) = r::req(p, m, &at, "address", "give e.g. `0.0.0.0:8080`", socket) {
+        if !names.insert(name.clone()) {
+            p.add(&join(&at, "name"), format!("`{name}` names another listener too"));
+        }
+        let address = r::req(p, m, &at, "address", "give e.g. `0.0.0.0:8080`", socket);
+        if let Some(a) = address {
             if !seen.insert(a) {
                 p.add(&join(&at, "address"), format!("{a} is used by another listener"));
             }
+        }
+        let protocol = r::opt(p, m, &at, "protocol", Protocol::Http, |p, path, v| {
+            match r::string(p, path, v)?.as_str() {
+                "http" => Some(Protocol::Http),
+                "tcp" => Some(Protocol::Tcp),
+                other => {
+                    p.add(path, format!("`{other}` is not a protocol; use http or tcp"));
+                    None
+                }
+            }
+        });
+        let tls = r::get(m, "tls").and_then(|v| super::tls::listener_tls(p, &join(&at, "tls"), &name, v));
+        let tls_given = r::get(m, "tls").is_some();
+        let http2 = r::opt(p, m, &at, "http2", tls_given && protocol == Protocol::Http, r::boolean);
+        let tcp = match protocol {
+            Protocol::Http => {
+                for k in ["upstream", "idle_timeout", "max_connections"] {
+                    if r::get(m, k).is_some() {
+                        p.add(&join(&at, k), "only applies to `protocol: tcp` listeners; remove it");
+                    }
+                }
+                None
+            }
+            Protocol::Tcp => tcp_listener(p, &at, m, pools, tls.as_ref()),
+        };
+        if protocol == Protocol::Tcp && http2 {
+            p.add(
+                &join(&at, "http2"),
+                "a `protocol: tcp` listener forwards bytes, not HTTP; remove it",
+            );
+        }
+        if let Some(a) = address {
             out.push(Listener {
                 name,
                 address: a.to_string(),
+                protocol,
+                tls: tls.map(Arc::new),
+                http2,
+                tcp,
             });
         }
     }
     out
+}
+
+fn tcp_listener(
+    p: &mut Problems,
+    at: &str,
+    m: &Mapping,
+    pools: &[PoolConfig],
+    tls: Option<&crate::tls::ListenerTls>,
+) -> Option<TcpListener> {
+    if tls.is_some_and(|t| t.forward_client_cert.is_some()) {
+        p.add(
+            &join(at, "tls.forward_client_cert"),
+            "a `protocol: tcp` listener has no HTTP headers to carry it; remove it",
+        );
+    }
+    let upstream = r::req(
+        p,
+        m,
+        at,
+        "upstream",
+        "name the pool from `upstreams` this listener forwards to",
+        |p, path, v| {
+            let s = r::string(p, path, v)?;
+            let idx = pools.iter().position(|u| u.name == s);
+            if idx.is_none() {
+                let names: Vec<&str> = pools.iter().map(|u| u.name.as_str()).collect();
+                p.add(
+                    path,
+                    format!("no pool named `{s}` in upstreams (defined: {})", names.join(", ")),
+                );
+            }
+            idx
+        },
+    );
+    let idle_timeout = r::opt(p, m, at, "idle_timeout", Duration::from_secs(600), r::duration);
+    if idle_timeout.is_zero() {
+        p.add(&join(at, "idle_timeout"), "must be more than 0");
+    }
+    let max_connections = r::get(m, "max_connections")
+        .and_then(|v| r::uint(p, &join(at, "max_connections"), v, 1, 10_000_000))
+        .map(|n| n as usize);
+    if let Some(u) = upstream.and_then(|i| pools.get(i)) {
+        if u.tls.as_ref().is_some_and(|t| t.http2) {
+            p.add(
+                &join(at, "upstream"),
+                format!(
+                    "pool `{}` speaks HTTP/2 (`tls.http2`); a tcp listener needs a plain byte pool",
+                    u.name
+                ),
+            );
+        }
+    }
+    Some(TcpListener {
+        upstream: upstream?,
+        idle_timeout,
+        max_connections,
+    })
 }
 
 fn tenancy(p: &mut Problems, v: Option<&Value>, routes: &[Route]) -> Tenancy {
@@ -379,6 +499,7 @@ fn pool(p: &mut Problems, at: &str, name: &str, v: &Value) -> Option<PoolConfig>
         .and_then(|v| r::uint(p, &join(at, "max_conns"), v, 1, 1_000_000))
         .map(|n| n as usize);
     let conn_wait = r::opt(p, m, at, "queue_timeout", d.conn_wait, r::duration);
+    let tls = r::get(m, "tls").and_then(|v| super::tls::upstream_tls(p, &join(at, "tls"), v));
     // Returned even with no valid server, so routes naming this pool do not also fail.
     Some(PoolConfig {
         name: name.to_string(),
@@ -393,6 +514,7 @@ fn pool(p: &mut Problems, at: &str, name: &str, v: &Value) -> Option<PoolConfig>
         overload,
         max_conns,
         conn_wait,
+        tls,
     })
 }
 
@@ -469,14 +591,34 @@ fn servers(p: &mut Problems, at: &str, list: &[Value]) -> Vec<ServerAddr> {
 
 fn health(p: &mut Problems, at: &str, v: &Value) -> Option<HealthCheck> {
     let m = r::map(p, at, v, HEALTH)?;
-    let path = r::req(
-        p,
-        m,
-        at,
-        "path",
-        "give the probe path, e.g. `/scim/v2/ServiceProviderConfig`",
-        r::string,
-    )?;
+    let kind = r::opt(p, m, at, "type", ProbeKind::Http, |p, path, v| {
+        match r::string(p, path, v)?.as_str() {
+            "http" => Some(ProbeKind::Http),
+            "tcp" => Some(ProbeKind::Tcp),
+            other => {
+                p.add(path, format!("`{other}` is not a health check type; use http or tcp"));
+                None
+            }
+        }
+    });
+    let path = match kind {
+        ProbeKind::Http => r::req(
+            p,
+            m,
+            at,
+            "path",
+            "give the probe path, e.g. `/scim/v2/ServiceProviderConfig` (or `type: tcp` for a connect check)",
+            r::string,
+        )?,
+        ProbeKind::Tcp => {
+            for k in ["path", "expect_status", "host"] {
+                if r::get(m, k).is_some() {
+                    p.add(&join(at, k), "only applies to `type: http` checks; remove it");
+                }
+            }
+            "/".to_string()
+        }
+    };
     if !path.starts_with('/') {
         p.add(&join(at, "path"), format!("`{path}` must start with `/`"));
     }
@@ -504,6 +646,7 @@ fn health(p: &mut Problems, at: &str, v: &Value) -> Option<HealthCheck> {
     let fall = r::opt(p, m, at, "fall", 2, |p, path, v| r::uint(p, path, v, 1, 100)) as usize;
     let host = r::get(m, "host").and_then(|v| r::string(p, &join(at, "host"), v));
     Some(HealthCheck {
+        kind,
         path,
         interval,
         timeout,

@@ -5,6 +5,7 @@
 
 mod build;
 pub mod reader;
+mod tls;
 pub mod units;
 
 use std::net::SocketAddr;
@@ -32,6 +33,8 @@ pub struct Config {
     pub key_secret: String,
     /// The response cache's bounds; `Some` when any route caches.
     pub cache: Option<crate::cache::CacheConfig>,
+    /// Not errors, but worth an operator's attention (a certificate close to expiry).
+    pub warnings: Vec<Problem>,
 }
 
 /// The `rate_limits` section (and `redis` when the store is shared).
@@ -41,10 +44,37 @@ pub struct RateLimits {
     pub redis: Option<crate::ratelimit::RedisConfig>,
 }
 
+/// What a listener speaks to its clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 (and HTTP/2 when enabled) through the SCIM proxy.
+    Http,
+    /// Raw TCP forwarded to a pool (layer 4).
+    Tcp,
+}
+
 #[derive(Debug, Clone)]
 pub struct Listener {
     pub name: String,
     pub address: String,
+    pub protocol: Protocol,
+    /// TLS termination; `None` is plaintext.
+    pub tls: Option<std::sync::Arc<crate::tls::ListenerTls>>,
+    /// HTTP/2: offered by ALPN on TLS listeners, prior-knowledge h2c on plaintext ones.
+    pub http2: bool,
+    /// Layer-4 settings, for `protocol: tcp`.
+    pub tcp: Option<TcpListener>,
+}
+
+/// A `protocol: tcp` listener's forwarding settings.
+#[derive(Debug, Clone)]
+pub struct TcpListener {
+    /// Index of the pool in [`Config::upstreams`].
+    pub upstream: usize,
+    /// A connection with no byte either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once; more wait in the kernel's accept queue.
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -74,8 +104,18 @@ pub struct ServerAddr {
     pub weight: usize,
 }
 
+/// How an active health check probes a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// An HTTP GET of `path` (over TLS when the pool speaks TLS).
+    Http,
+    /// A TCP connect (for pools behind `protocol: tcp` listeners).
+    Tcp,
+}
+
 #[derive(Debug, Clone)]
 pub struct HealthCheck {
+    pub kind: ProbeKind,
     pub path: String,
     pub interval: Duration,
     pub timeout: Duration,
@@ -145,6 +185,7 @@ impl PoolConfig {
             overload: None,
             max_conns: None,
             conn_wait: Duration::from_secs(2),
+            tls: None,
         }
     }
 }
@@ -169,6 +210,8 @@ pub struct PoolConfig {
     /// slot on their server up to `conn_wait` (the pool's `queue_timeout`).
     pub max_conns: Option<usize>,
     pub conn_wait: Duration,
+    /// TLS to the servers; `None` is plaintext.
+    pub tls: Option<crate::tls::UpstreamTls>,
 }
 
 /// Loads and validates a config file; on failure every problem is listed.

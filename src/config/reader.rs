@@ -25,13 +25,20 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Problems found so far; the builder keeps going after each one.
+/// Problems found so far; the builder keeps going after each one. Warnings (the second list)
+/// do not fail the file: `-t` prints them, as nginx does for an expiring certificate.
 #[derive(Debug, Default)]
-pub struct Problems(pub Vec<Problem>);
+pub struct Problems(pub Vec<Problem>, pub Vec<Problem>);
 
 impl Problems {
     pub fn add(&mut self, at: &str, msg: impl Into<String>) {
         self.0.push(Problem {
+            at: at.to_string(),
+            msg: msg.into(),
+        });
+    }
+    pub fn warn(&mut self, at: &str, msg: impl Into<String>) {
+        self.1.push(Problem {
             at: at.to_string(),
             msg: msg.into(),
         });
