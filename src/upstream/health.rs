@@ -1,12 +1,13 @@
-//! Active HTTP health checks: Pingora's `HttpHealthCheck` configured from YAML (path, timeout,
-//! expected statuses, rise/fall), run by one background service for all pools.
+//! Active health checks: Pingora's `HttpHealthCheck` (path, expected statuses, the pool's TLS)
+//! or `TcpHealthCheck` (a connect, for layer-4 pools) configured from YAML with rise/fall, run by
+//! one background service for all pools.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::http::RequestHeader;
-use pingora::lb::health_check::{HealthObserve, HttpHealthCheck};
+use pingora::lb::health_check::{HealthCheck as HealthCheckTrait, HealthObserve, HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::selection::{BackendIter, BackendSelection};
 use pingora::lb::{Backend, LoadBalancer};
 use pingora::server::ShutdownWatch;
@@ -14,11 +15,24 @@ use pingora::services::background::BackgroundService;
 use pingora::{Error, ErrorType};
 
 use super::{Pool, ServerState};
-use crate::config::{HealthCheck, PoolConfig};
+use crate::config::{HealthCheck, PoolConfig, ProbeKind};
 
 /// Builds the checker for one pool. `None` when the pool has no `health_check`.
-pub fn checker(pool: &PoolConfig, servers: Arc<[ServerState]>) -> Option<HttpHealthCheck> {
+pub fn checker(pool: &PoolConfig, servers: Arc<[ServerState]>) -> Option<Box<dyn HealthCheckTrait + Send + Sync>> {
     let cfg: &HealthCheck = pool.health_check.as_ref()?;
+    let observer = Box::new(Mirror {
+        pool: pool.name.clone(),
+        servers,
+    });
+    if cfg.kind == ProbeKind::Tcp {
+        let mut tc = TcpHealthCheck::new();
+        tc.consecutive_success = cfg.rise;
+        tc.consecutive_failure = cfg.fall;
+        tc.peer_template.options.connection_timeout = Some(cfg.timeout);
+        tc.peer_template.options.total_connection_timeout = Some(cfg.timeout);
+        tc.health_changed_callback = Some(observer);
+        return Some(tc);
+    }
     let host = cfg.host.clone().unwrap_or_else(|| "localhost".to_string());
     let mut hc = HttpHealthCheck::new(&host, false);
     let mut req = RequestHeader::build("GET", cfg.path.as_bytes(), None).ok()?;
@@ -27,6 +41,10 @@ pub fn checker(pool: &PoolConfig, servers: Arc<[ServerState]>) -> Option<HttpHea
     hc.req = req;
     hc.consecutive_success = cfg.rise;
     hc.consecutive_failure = cfg.fall;
+    // The probe speaks to a server the way requests do: same TLS, trust anchors, client cert.
+    if let Some(tls) = &pool.tls {
+        crate::tls::upstream::apply(&mut hc.peer_template, tls, &pool.name);
+    }
     hc.peer_template.options.connection_timeout = Some(cfg.timeout);
     hc.peer_template.options.total_connection_timeout = Some(cfg.timeout);
     hc.peer_template.options.read_timeout = Some(cfg.timeout);
@@ -43,11 +61,8 @@ pub fn checker(pool: &PoolConfig, servers: Arc<[ServerState]>) -> Option<HttpHea
             )
         }
     }));
-    hc.health_changed_callback = Some(Box::new(Mirror {
-        pool: pool.name.clone(),
-        servers,
-    }));
-    Some(hc)
+    hc.health_changed_callback = Some(observer);
+    Some(Box::new(hc))
 }
 
 pub fn attach<S>(lb: &mut LoadBalancer<S>, pool: &PoolConfig, servers: Arc<[ServerState]>)
@@ -56,7 +71,7 @@ where
     S::Iter: BackendIter,
 {
     if let Some(hc) = checker(pool, servers) {
-        lb.set_health_check(Box::new(hc));
+        lb.set_health_check(hc);
     }
 }
 

@@ -91,6 +91,9 @@ impl Pool {
         lb.update().await?;
         health::attach(&mut lb, &config, servers.clone());
         let mut template = HttpPeer::new(SocketAddr::from(([127, 0, 0, 1], 0)), false, String::new());
+        if let Some(tls) = &config.tls {
+            crate::tls::upstream::apply(&mut template, tls, &config.name);
+        }
         let t = &config.timeouts;
         template.options.connection_timeout = Some(t.connect);
         template.options.total_connection_timeout = Some(t.connect);

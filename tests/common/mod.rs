@@ -219,11 +219,17 @@ impl Proxy {
     /// Starts scimitar with `body` (the `upstreams`, `routes`, … sections); `server`,
     /// `listeners` and `admin` are filled in here with fresh ports.
     pub fn start(body: &str) -> Self {
+        Self::start_with_listeners("", body)
+    }
+
+    /// Like [`Proxy::start`], with more listeners after the plaintext `main` one: `extra` is
+    /// YAML list items (`  - name: ..`) on ports the caller picked with [`free_port`].
+    pub fn start_with_listeners(extra: &str, body: &str) -> Self {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let dir = scratch_dir("proxy");
         let conf = format!(
-            "server:\n  threads: 2\n  pid_file: {d}/scimitar.pid\n  upgrade_sock: {d}/upgrade.sock\n  grace_period_seconds: 0\n  graceful_shutdown_timeout_seconds: 1\nlisteners:\n  - name: main\n    address: \"{addr}\"\nadmin:\n  address: \"{admin}\"\n{body}",
+            "server:\n  threads: 2\n  pid_file: {d}/scimitar.pid\n  upgrade_sock: {d}/upgrade.sock\n  grace_period_seconds: 0\n  graceful_shutdown_timeout_seconds: 1\nlisteners:\n  - name: main\n    address: \"{addr}\"\n{extra}admin:\n  address: \"{admin}\"\n{body}",
             d = dir.display()
         );
         let path = dir.join("scimitar.yaml");
