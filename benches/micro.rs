@@ -64,6 +64,7 @@ fn affinity(c: &mut Criterion) {
                 headers: &headers,
                 id: None,
                 class: EndpointClass::UsersRead,
+                client_cert: None,
             };
             let k = hasher.first_present(&sources, &facts).unwrap_or(0);
             black_box(consistent.select(&k.to_le_bytes(), 0).ok())

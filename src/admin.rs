@@ -1,5 +1,6 @@
-//! The admin listener: `/healthz` for orchestrators and `/status` (JSON) with every pool's
-//! servers, their active health, passive ejection and pick counts.
+//! The admin listener: `/healthz` for orchestrators, `/status` (JSON) with every listener (TLS
+//! certificates and their expiry) and every pool's servers, their active health, passive
+//! ejection and pick counts, and `POST /tls/reload` to reload certificates now.
 
 use std::sync::Arc;
 
@@ -11,12 +12,53 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use crate::config::units::fmt_duration;
 use crate::ratelimit::Limiter;
+use crate::tls::rotate::Outcome;
 use crate::upstream::Pool;
 
 pub struct Admin {
     pub pools: Vec<Arc<Pool>>,
     pub limiter: Arc<Limiter>,
     pub cache: Option<Arc<crate::cache::Cache>>,
+    pub edge: crate::app::Edge,
+}
+
+/// A TLS listener's certificates as served right now, with expiry, and its rotation record.
+fn tls_status(
+    tls: &crate::tls::ListenerTls,
+    stats: &crate::tls::listener::HandshakeStats,
+    rotation: Option<&crate::tls::rotate::Watched>,
+) -> serde_json::Value {
+    let now = crate::tls::certs::now_unix();
+    let m = tls.material.load();
+    let certs: Vec<serde_json::Value> = m
+        .certs
+        .entries
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "cert": e.spec.cert.display().to_string(),
+                "names": e.names,
+                "default": e.spec.default,
+                "subject": e.subject,
+                "not_after": e.not_after,
+                "not_after_unix": e.not_after_unix,
+                "days_left": e.days_left(now),
+            })
+        })
+        .collect();
+    let rot = rotation.and_then(|w| w.state.lock().ok().map(|s| s.clone()));
+    serde_json::json!({
+        "min_version": format!("{:?}", tls.min_version),
+        "client_auth": format!("{:?}", tls.client_auth).to_ascii_lowercase(),
+        "client_ca": tls.client_ca.as_ref().map(|p| p.display().to_string()),
+        "certificates": certs,
+        "handshakes": stats.handshakes.load(Relaxed),
+        "default_certificate_served": stats.default_served.load(Relaxed),
+        "watch": tls.watch.map(fmt_duration),
+        "reloads": rot.as_ref().map_or(0, |r| r.reloads),
+        "last_reload_unix": rot.as_ref().and_then(|r| r.last_reload_unix),
+        "last_reload_error": rot.and_then(|r| r.last_error),
+    })
 }
 
 impl Admin {
@@ -83,8 +125,29 @@ impl Admin {
                 "invalidations": s.invalidations.load(Relaxed),
             })
         });
+        let listeners: Vec<serde_json::Value> = self
+            .edge
+            .listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let watched = self.edge.rotation.listeners.iter().find(|w| w.listener == l.name);
+                let tls = match (&l.tls, self.edge.stats.get(i)) {
+                    (Some(t), Some(st)) => tls_status(t, st, watched.map(|w| w.as_ref())),
+                    _ => serde_json::Value::Null,
+                };
+                serde_json::json!({
+                    "name": l.name,
+                    "address": l.address,
+                    "protocol": format!("{:?}", l.protocol).to_ascii_lowercase(),
+                    "http2": l.http2,
+                    "tls": tls,
+                })
+            })
+            .collect();
         serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
+            "listeners": listeners,
             "pools": pools,
             "rate_limits": {"policies": policies, "redis": redis},
             "cache": cache,
@@ -106,8 +169,25 @@ fn reply(code: u16, content_type: &str, body: Vec<u8>) -> http::Response<Vec<u8>
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        let post = session.req_header().method == http::Method::POST;
         match session.req_header().uri.path() {
             "/healthz" => reply(200, "text/plain", b"ok\n".to_vec()),
+            "/tls/reload" if post => {
+                // The explicit rotation trigger: reload every TLS listener's files now.
+                let results: Vec<serde_json::Value> = self
+                    .edge
+                    .rotation
+                    .check_all(true)
+                    .into_iter()
+                    .map(|(name, outcome)| match outcome {
+                        Outcome::Refused(e) => serde_json::json!({"listener": name, "reloaded": false, "error": e}),
+                        _ => serde_json::json!({"listener": name, "reloaded": true}),
+                    })
+                    .collect();
+                let ok = results.iter().all(|r| r["reloaded"] == true);
+                let body = serde_json::json!({"listeners": results}).to_string().into_bytes();
+                reply(if ok { 200 } else { 422 }, "application/json", body)
+            }
             "/status" => reply(200, "application/json", self.status().to_string().into_bytes()),
             _ => reply(404, "text/plain", b"not found; try /healthz or /status\n".to_vec()),
         }

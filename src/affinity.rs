@@ -108,6 +108,7 @@ mod tests {
             headers: &headers,
             id: None,
             class: crate::scim::EndpointClass::UsersRead,
+            client_cert: None,
         };
         let only = |s: KeySource, f: &Facts<'_>| h.first_present(&[s], f);
         let all = facts(Some(b"acme"), Some(b"Bearer x"));

@@ -10,13 +10,17 @@ use pingora::server::Server;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
+use pingora::apps::HttpServerOptions;
+
 use crate::admin::Admin;
 use crate::cache::Cache;
-use crate::config::Config;
+use crate::config::{Config, Listener, Protocol};
 use crate::keys::KeyHasher;
 use crate::proxy::Scimitar;
 use crate::ratelimit::{Housekeeping, Limiter, RedisStore};
 use crate::routing::Router;
+use crate::tls::listener::HandshakeStats;
+use crate::tls::rotate::{Rotation, Watched, Watcher};
 use crate::upstream::{HealthService, Pool};
 
 /// Builds the pools (static discovery resolves once, before any service starts).
@@ -65,26 +69,68 @@ pub fn run(mut opt: Opt, cfg: Config) -> Result<(), String> {
 
     let hasher = KeyHasher::new(&key_secret);
     let cache = cache.map(|c| Arc::new(Cache::new(c, hasher.derive(0xca))));
-    let app = Scimitar {
-        router: Router::new(routes),
+    // Client-certificate headers are removed from every request on every listener (a client on
+    // a plaintext listener must not be able to claim an identity either).
+    let mut client_cert_headers: Vec<http::HeaderName> = listeners
+        .iter()
+        .filter_map(|l| l.tls.as_ref()?.forward_client_cert.clone())
+        .collect();
+    client_cert_headers.dedup();
+    let app = || Scimitar {
+        router: Router::new(routes.clone()),
         pools: pools.clone(),
-        tenancy,
+        tenancy: tenancy.clone(),
         limiter: limiter.clone(),
         hasher,
         cache: cache.clone(),
+        client_cert_headers: client_cert_headers.clone(),
     };
-    let mut proxy = http_proxy_service_with_name(&server.configuration, app, "scimitar");
-    for l in &listeners {
-        proxy.add_tcp(&l.address);
-        log::info!("listener {} on {}", l.name, l.address);
+    let edge = Edge::new(&listeners);
+    // h2c is a per-service switch in Pingora (it peeks every plaintext connection for the
+    // preface), so prior-knowledge h2c listeners get a service of their own.
+    for h2c in [false, true] {
+        let group: Vec<_> = listeners
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.protocol == Protocol::Http && (l.tls.is_none() && l.http2) == h2c)
+            .collect();
+        if group.is_empty() {
+            continue;
+        }
+        let name = if h2c { "scimitar-h2c" } else { "scimitar" };
+        let mut proxy = http_proxy_service_with_name(&server.configuration, app(), name);
+        if h2c {
+            let mut o = HttpServerOptions::default();
+            o.h2c = true;
+            if let Some(a) = proxy.app_logic_mut() {
+                a.server_options = Some(o);
+            }
+        }
+        for (i, l) in group {
+            match &l.tls {
+                None => proxy.add_tcp(&l.address),
+                Some(tls) => {
+                    let settings = crate::tls::listener::settings(&l.name, tls, Some(l.http2), edge.stats[i].clone())?;
+                    proxy.add_tls_with_settings(&l.address, None, settings);
+                }
+            }
+            log::info!(
+                "listener {} on {} ({}{})",
+                l.name,
+                l.address,
+                if l.tls.is_some() { "https" } else { "http" },
+                if l.http2 { ", HTTP/2" } else { "" }
+            );
+        }
+        server.add_service(proxy);
     }
-    server.add_service(proxy);
 
     if let Some(a) = admin {
         let admin_app = Admin {
             pools: pools.clone(),
             limiter: limiter.clone(),
             cache,
+            edge: edge.clone(),
         };
         let mut svc = Service::new("admin".to_string(), HttpServer::new_app(admin_app));
         svc.add_tcp(&a.address);
@@ -92,6 +138,10 @@ pub fn run(mut opt: Opt, cfg: Config) -> Result<(), String> {
         server.add_service(svc);
     }
     server.add_service(background_service("health checks", HealthService { pools }));
+    server.add_service(background_service(
+        "certificate rotation",
+        Watcher(edge.rotation.clone()),
+    ));
     if !limiter.policies.is_empty() {
         let hk = Housekeeping {
             limiter,
@@ -100,4 +150,30 @@ pub fn run(mut opt: Opt, cfg: Config) -> Result<(), String> {
         server.add_service(background_service("rate limit housekeeping", hk));
     }
     server.run_forever()
+}
+
+/// The listeners as the admin page shows them: each with its handshake counters, and the
+/// certificate rotation shared by the watcher and `POST /tls/reload`.
+#[derive(Clone)]
+pub struct Edge {
+    pub listeners: Arc<[Listener]>,
+    /// Indexed like `listeners`.
+    pub stats: Arc<[Arc<HandshakeStats>]>,
+    pub rotation: Arc<Rotation>,
+}
+
+impl Edge {
+    pub fn new(listeners: &[Listener]) -> Self {
+        let rotation = Rotation {
+            listeners: listeners
+                .iter()
+                .filter_map(|l| Some(Arc::new(Watched::new(&l.name, l.tls.clone()?))))
+                .collect(),
+        };
+        Edge {
+            listeners: listeners.into(),
+            stats: listeners.iter().map(|_| Arc::default()).collect(),
+            rotation: Arc::new(rotation),
+        }
+    }
 }

@@ -25,6 +25,8 @@ pub enum KeySource {
     Id,
     /// The endpoint class (`users.write`, `bulk`, …).
     Class,
+    /// The verified client certificate (its SHA-256 fingerprint), on mTLS listeners.
+    ClientCert,
 }
 
 impl KeySource {
@@ -36,6 +38,7 @@ impl KeySource {
             "client_ip" => Self::ClientIp,
             "id" => Self::Id,
             "class" => Self::Class,
+            "client_cert" => Self::ClientCert,
             _ => match s.strip_prefix("header:") {
                 Some(h) if http::HeaderName::from_bytes(h.trim().as_bytes()).is_ok() => {
                     Self::Header(h.trim().to_ascii_lowercase())
@@ -43,7 +46,7 @@ impl KeySource {
                 Some(h) => return Err(format!("`{h}` is not a valid header name")),
                 None => {
                     return Err(format!(
-                        "`{s}` is not a key source; use tenant, token, client_ip, header:NAME, id or class"
+                        "`{s}` is not a key source; use tenant, token, client_ip, header:NAME, id, class or client_cert"
                     ))
                 }
             },
@@ -58,6 +61,7 @@ impl KeySource {
             Self::Header(_) => 4,
             Self::Id => 5,
             Self::Class => 6,
+            Self::ClientCert => 7,
         }
     }
 }
@@ -70,6 +74,8 @@ pub struct Facts<'a> {
     pub headers: &'a http::HeaderMap,
     pub id: Option<&'a [u8]>,
     pub class: EndpointClass,
+    /// SHA-256 of the verified client certificate.
+    pub client_cert: Option<&'a [u8]>,
 }
 
 impl Facts<'_> {
@@ -81,6 +87,7 @@ impl Facts<'_> {
             KeySource::Header(name) => self.headers.get(name.as_str()).map(|v| v.as_bytes()),
             KeySource::Id => self.id,
             KeySource::Class => Some(self.class.as_str().as_bytes()),
+            KeySource::ClientCert => self.client_cert,
             KeySource::ClientIp => match self.client_ip {
                 Some(IpAddr::V4(v4)) => {
                     h.write(&v4.octets());
@@ -174,7 +181,22 @@ mod tests {
             headers,
             id: Some(b"u1"),
             class: EndpointClass::UsersWrite,
+            client_cert: None,
         }
+    }
+
+    #[test]
+    fn client_cert_keys_by_fingerprint_and_is_absent_without_one() {
+        let h = KeyHasher::new("s");
+        let headers = http::HeaderMap::new();
+        let mut f = facts(&headers, None, None);
+        assert_eq!(KeySource::parse("client_cert"), Ok(KeySource::ClientCert));
+        assert_eq!(h.first_present(&[KeySource::ClientCert], &f), None);
+        f.client_cert = Some(&[1u8; 32]);
+        let a = h.first_present(&[KeySource::ClientCert], &f);
+        f.client_cert = Some(&[2u8; 32]);
+        let b = h.first_present(&[KeySource::ClientCert], &f);
+        assert!(a.is_some() && b.is_some() && a != b);
     }
 
     #[test]

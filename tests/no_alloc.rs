@@ -80,6 +80,7 @@ fn key_hashing_does_not_allocate() {
         headers: &headers,
         id: Some(b"u1"),
         class: EndpointClass::UsersWrite,
+        client_cert: None,
     };
     let sources = [
         KeySource::Token,

@@ -29,6 +29,7 @@ use crate::routing::{NoRoute, Route, RouteMatch, Router};
 use crate::scim::error::{default_detail, ScimError};
 use crate::scim::path::{needs_normalizing, normalize};
 use crate::scim::Method;
+use crate::tls::ConnInfo;
 use crate::upstream::{bit, now_ms, NoServer, Pick, Pool};
 
 /// Everything the proxy needs at request time, built once from the config.
@@ -40,6 +41,27 @@ pub struct Scimitar {
     pub hasher: KeyHasher,
     /// The response cache, when any route caches.
     pub cache: Option<Arc<crate::cache::Cache>>,
+    /// Headers that carry a verified client certificate upstream; whatever a client sends in
+    /// them is removed from every request.
+    pub client_cert_headers: Vec<http::HeaderName>,
+}
+
+/// What the TLS handshake of this request's connection left (none on plaintext listeners).
+pub fn conn_info(session: &Session) -> Option<&ConnInfo> {
+    session.digest()?.ssl_digest.as_ref()?.extension.get::<ConnInfo>()
+}
+
+/// Whether the client reached us over TLS.
+fn is_tls(session: &Session) -> bool {
+    session.digest().is_some_and(|d| d.ssl_digest.is_some())
+}
+
+/// The host the client asked for: `Host`, or the authority of an HTTP/2 request.
+pub fn request_host(req: &RequestHeader) -> Option<HeaderValue> {
+    if let Some(h) = req.headers.get(http::header::HOST) {
+        return Some(h.clone());
+    }
+    req.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
 }
 
 /// Per-request state.
@@ -136,6 +158,9 @@ impl Scimitar {
             headers: &req.headers,
             id: m.view.id.map(|s| s.of(path(session, ctx)).as_bytes()),
             class: m.view.class,
+            client_cert: conn_info(session)
+                .and_then(|c| c.client.as_ref())
+                .map(|c| &c.fingerprint[..]),
         }
     }
 }
@@ -375,9 +400,23 @@ impl ProxyHttp for Scimitar {
             let prev = up.headers.get(&headers::X_FORWARDED_FOR).map(|v| v.as_bytes());
             add.set(headers::X_FORWARDED_FOR, policy::forwarded_for(prev, ip)?);
         }
-        add.set(headers::X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-        if let Some(host) = session.req_header().headers.get(http::header::HOST) {
-            add.set(headers::X_FORWARDED_HOST, host.clone());
+        let tls = is_tls(session);
+        add.set(
+            headers::X_FORWARDED_PROTO,
+            HeaderValue::from_static(if tls { "https" } else { "http" }),
+        );
+        if let Some(host) = request_host(session.req_header()) {
+            add.set(headers::X_FORWARDED_HOST, host);
+        }
+        for h in &self.client_cert_headers {
+            up.remove_header(h);
+        }
+        if tls {
+            if let Some(info) = conn_info(session) {
+                if let (Some(h), Some(c)) = (&info.forward, &info.client) {
+                    add.set(h.clone(), c.header.clone());
+                }
+            }
         }
         if let Some(id) = &ctx.request_id {
             add.set(headers::X_REQUEST_ID, id.clone());
@@ -551,16 +590,19 @@ impl ProxyHttp for Scimitar {
             let (class, op) = ctx
                 .route
                 .map_or(("-", "-"), |m| (m.view.class.as_str(), m.view.op.as_str()));
+            let tls = session.digest().and_then(|d| d.ssl_digest.as_ref());
             log::debug!(
                 target: "scimitar::access",
-                "{} {} {} class={} op={} upstream={} attempts={} {}ms{}",
+                "{} {} {:?} {} class={} op={} upstream={} attempts={} tls={} {}ms{}",
                 session.req_header().method,
                 session.req_header().uri,
+                session.req_header().version,
                 status,
                 class,
                 op,
                 ctx.pick.map(|p| p.addr.to_string()).unwrap_or_else(|| "-".into()),
                 ctx.attempts,
+                tls.map_or("-", |t| &t.version),
                 ctx.start.elapsed().as_millis(),
                 e.map(|e| format!(" error={e}")).unwrap_or_default()
             );

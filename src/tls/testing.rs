@@ -36,6 +36,7 @@ pub struct Leaf<'a> {
     pub cn: &'a str,
     pub dns: &'a [&'a str],
     pub uris: &'a [&'a str],
+    pub ips: &'a [&'a str],
     pub client: bool,
     pub kind: KeyKind,
     /// Validity relative to now, in seconds (negative `not_after` makes an expired cert).
@@ -49,6 +50,7 @@ impl<'a> Leaf<'a> {
             cn,
             dns,
             uris: &[],
+            ips: &[],
             client: false,
             kind: KeyKind::EcdsaP256,
             not_before: -3600,
@@ -126,13 +128,16 @@ impl Ca {
             ExtendedKeyUsage::new().server_auth().build()?
         };
         b.append_extension(eku)?;
-        if !leaf.dns.is_empty() || !leaf.uris.is_empty() {
+        if !leaf.dns.is_empty() || !leaf.uris.is_empty() || !leaf.ips.is_empty() {
             let mut san = SubjectAlternativeName::new();
             for d in leaf.dns {
                 san.dns(d);
             }
             for u in leaf.uris {
                 san.uri(u);
+            }
+            for ip in leaf.ips {
+                san.ip(ip);
             }
             b.append_extension(san.build(&b.x509v3_context(Some(&self.cert), None))?)?;
         }

@@ -56,7 +56,7 @@ pub fn apply(peer: &mut HttpPeer, tls: &UpstreamTls, pool: &str) {
         peer.options.set_http_version(2, 1);
         peer.options.max_h2_streams = H2_STREAMS;
     }
-    let mut h = SipHasher13::new_with_keys(0x7363_696d, 0x746c_73);
+    let mut h = SipHasher13::new_with_keys(0x7363_696d, 0x0074_6c73);
     h.write(pool.as_bytes());
     peer.group_key = h.finish();
 }

@@ -54,7 +54,23 @@ pub fn try_http(
 ) -> std::io::Result<Response> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    exchange(&mut s, &addr.to_string(), method, target, headers, body, true)
+}
+
+/// One request on an open stream (plain or TLS). With `close`, the request asks the server to
+/// close and the answer is read to EOF; without, the answer is read by its framing and the
+/// connection stays usable.
+pub fn exchange<S: Read + Write>(
+    s: &mut S,
+    host: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+    close: bool,
+) -> std::io::Result<Response> {
+    let conn = if close { "Connection: close\r\n" } else { "" };
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\n{conn}");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -69,9 +85,61 @@ pub fn try_http(
         req.push_str(b);
     }
     s.write_all(req.as_bytes())?;
+    s.flush()?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
+    if close {
+        read_until_close(s, &mut raw)?;
+    } else {
+        read_framed(s, &mut raw, method == "HEAD")?;
+    }
     parse(&raw, method == "HEAD")
+}
+
+/// Reads to EOF; a TLS peer that closes without close_notify still ends the answer.
+fn read_until_close<S: Read>(s: &mut S, raw: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut buf = [0u8; 16384];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if !raw.is_empty() && e.kind() != std::io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reads one answer by Content-Length (or chunked framing) without waiting for a close.
+fn read_framed<S: Read>(s: &mut S, raw: &mut Vec<u8>, head: bool) -> std::io::Result<()> {
+    let mut buf = [0u8; 16384];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head_text = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let body = raw.len() - end - 4;
+            if head {
+                return Ok(());
+            }
+            if let Some(len) = head_text
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+            {
+                if body >= len {
+                    return Ok(());
+                }
+            } else if head_text.contains("transfer-encoding: chunked") {
+                if raw.ends_with(b"0\r\n\r\n") {
+                    return Ok(());
+                }
+            } else {
+                return read_until_close(s, raw);
+            }
+        }
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
 }
 
 fn parse(raw: &[u8], head: bool) -> std::io::Result<Response> {

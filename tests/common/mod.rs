@@ -10,6 +10,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod tls;
 pub mod upstream;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -181,9 +182,17 @@ pub fn concurrently(n: usize, f: impl Fn(usize) -> Response + Send + Sync + 'sta
 /// Runs scim2-tester's `check_server()` against each base URL (tests/py/conformance.py) and
 /// returns its JSON summary per URL: total, success, skipped, failed, failures.
 pub fn scim2_tester(urls: &[String], token: Option<&str>) -> Vec<serde_json::Value> {
+    scim2_tester_with(urls, token, None)
+}
+
+/// [`scim2_tester`], trusting the CA bundle `ca` for `https://` URLs.
+pub fn scim2_tester_with(urls: &[String], token: Option<&str>, ca: Option<&std::path::Path>) -> Vec<serde_json::Value> {
     let mut cmd = Command::new(venv_bin("python"));
     if let Some(t) = token {
         cmd.env("SCIM_TOKEN", t);
+    }
+    if let Some(ca) = ca {
+        cmd.env("SCIM_CA", ca);
     }
     let out = cmd
         .arg(repo().join("tests/py/conformance.py"))

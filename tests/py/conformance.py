@@ -2,7 +2,8 @@
 
 Prints one JSON line per URL: {"url", "total", "success", "skipped", "failed", "failures": [...]}
 so the Rust integration tests can compare a direct run with a run through scimitar.
-Usage: conformance.py URL [URL...]   (optionally SCIM_TOKEN=... for a bearer token)
+Usage: conformance.py URL [URL...]   (optionally SCIM_TOKEN=... for a bearer token and
+SCIM_CA=FILE to trust a test CA for https:// URLs)
 """
 
 import json
@@ -20,7 +21,8 @@ def run(url: str) -> dict:
     token = os.environ.get("SCIM_TOKEN")
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    http = httpx2.Client(base_url=url, headers=headers, timeout=30)
+    verify = os.environ.get("SCIM_CA") or True
+    http = httpx2.Client(base_url=url, headers=headers, timeout=30, verify=verify)
     client = SyncSCIMClient(http)
     client.discover()
     results = check_server(client)
