@@ -7,7 +7,7 @@ APT_PKGS := cmake pkg-config libssl-dev redis-server
 PY_REQS  := scim2-server==0.8.3 scim2-tester==0.5.2 scim2-client==0.13.2 scim2-models==0.12.3 httpx2==2.16.2
 CARGO    ?= cargo
 
-.PHONY: all deps sysdeps venv build release run test lint fmt check clean bench bench-micro bench-instructions bench-macro bench-goodput
+.PHONY: all deps sysdeps venv build release run run-tls test lint fmt check clean bench bench-micro bench-instructions bench-macro bench-goodput
 
 all: build
 
@@ -32,6 +32,10 @@ release: sysdeps
 ## make run: the proxy on :8080 in front of two local scim2-server replicas
 run: deps release
 	scripts/run-local.sh
+
+## make run-tls: the same pool behind HTTPS (:8443, HTTP/2) and mTLS (:8444), local CA in .local/tls
+run-tls: deps release
+	scripts/run-local.sh tls
 
 ## make test: lint, unit and integration tests (real scim2-server processes on 127.0.0.1)
 test: deps lint

@@ -104,6 +104,7 @@ fn cache(c: &mut Criterion) {
         accept_encoding: Some(b"gzip, deflate"),
         key_headers: &[],
         headers: None,
+        client_cert: None,
     };
     c.bench_function("cache key (128-bit keyed hash of 7 parts)", |b| {
         b.iter(|| black_box(cache.key(black_box(&parts()))))

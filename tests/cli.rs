@@ -75,3 +75,50 @@ fn a_missing_file_and_unset_variables_are_reported() {
         "{err}"
     );
 }
+
+#[test]
+fn t_warns_about_a_certificate_close_to_expiry_and_fails_on_an_expired_one() {
+    use scimitar::tls::testing::{Ca, Leaf};
+    let dir = common::scratch_dir("cli-tls");
+    let ca = Ca::new("cli CA").unwrap();
+    let (soon_c, soon_k) = ca
+        .write_leaf(
+            &dir,
+            "soon",
+            &Leaf {
+                not_after: 5 * 86_400,
+                ..Leaf::server("soon.example", &["soon.example"])
+            },
+        )
+        .unwrap();
+    let (old_c, old_k) = ca
+        .write_leaf(
+            &dir,
+            "old",
+            &Leaf {
+                not_before: -30 * 86_400,
+                not_after: -3600,
+                ..Leaf::server("old.example", &["old.example"])
+            },
+        )
+        .unwrap();
+    let conf = |c: &std::path::Path, k: &std::path::Path| {
+        format!(
+            "listeners:\n  - name: edge\n    address: 127.0.0.1:8443\n    tls: {{cert: {}, key: {}}}\nupstreams:\n  scim:\n    servers: [127.0.0.1:8001]\nroutes:\n  - base_path: /v2\n    upstream: scim\n",
+            c.display(),
+            k.display()
+        )
+    };
+    let (code, out, err) = check(&conf(&soon_c, &soon_k));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("test is successful"));
+    assert!(
+        err.contains("listeners[0].tls: certificate") && err.contains("renew it"),
+        "{err}"
+    );
+
+    let (code, _, err) = check(&conf(&old_c, &old_k));
+    assert_eq!(code, 1);
+    assert!(err.contains("expired on") && err.contains("test failed"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

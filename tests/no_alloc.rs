@@ -148,6 +148,7 @@ fn a_cache_key_and_a_hit_do_not_allocate() {
         accept_encoding: None,
         key_headers: &[],
         headers: None,
+        client_cert: None,
     };
     let key = cache.key(&parts);
     let header = pingora::http::ResponseHeader::build(200, None).unwrap();

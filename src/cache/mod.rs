@@ -95,6 +95,8 @@ pub struct KeyParts<'a> {
     /// looked up in `headers`.
     pub key_headers: &'a [http::HeaderName],
     pub headers: Option<&'a http::HeaderMap>,
+    /// The verified client certificate's fingerprint (mTLS): a credential like a token.
+    pub client_cert: Option<&'a [u8]>,
 }
 
 impl KeyParts<'_> {
@@ -104,7 +106,9 @@ impl KeyParts<'_> {
 
     /// Whether the request carries a credential the key includes.
     pub fn has_credential(&self) -> bool {
-        self.authorization.is_some() || self.key_headers.iter().any(|n| self.key_header(n).is_some())
+        self.authorization.is_some()
+            || self.client_cert.is_some()
+            || self.key_headers.iter().any(|n| self.key_header(n).is_some())
     }
 }
 
@@ -158,6 +162,7 @@ impl Cache {
             p.query.map(str::as_bytes),
             p.accept,
             p.accept_encoding,
+            p.client_cert,
         ];
         let extra = p.key_headers.iter().map(|n| p.key_header(n));
         for part in fixed.into_iter().chain(extra) {

@@ -167,6 +167,7 @@ fn parts<'a>(auth: &'a [u8], path: &'a str) -> KeyParts<'a> {
         accept_encoding: None,
         key_headers: &[],
         headers: None,
+        client_cert: None,
     }
 }
 
@@ -336,6 +337,13 @@ fn key_headers_are_credentials_too() {
         ..parts(b"", "/v2/Users/1")
     };
     assert!(!none.has_credential(), "no credential: resources are not cached");
+    // A verified client certificate is a credential of its own, and keys apart.
+    let cert = |fp: &'static [u8]| KeyParts {
+        client_cert: Some(fp),
+        ..none
+    };
+    assert!(cert(b"fp-a").has_credential());
+    assert_ne!(c.key(&cert(b"fp-a")), c.key(&cert(b"fp-b")));
 }
 
 #[test]

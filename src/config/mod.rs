@@ -245,3 +245,5 @@ pub fn from_str_with_env(text: &str, env: impl Fn(&str) -> Option<String>) -> Re
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_tls;

@@ -95,6 +95,9 @@ impl Scimitar {
             accept_encoding: get(header::ACCEPT_ENCODING),
             key_headers: &cfg.key_headers,
             headers: Some(h),
+            client_cert: super::conn_info(session)
+                .and_then(|c| c.client.as_ref())
+                .map(|c| &c.fingerprint[..]),
         }
     }
 

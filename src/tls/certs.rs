@@ -280,3 +280,114 @@ impl Material {
         v
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::testing::{Ca, Leaf};
+
+    fn entry(ca: &Ca, names: &[&str], default: bool) -> CertEntry {
+        let (leaf, key) = ca.issue(&Leaf::server(names[0], names)).unwrap();
+        CertEntry {
+            spec: CertSpec {
+                cert: PathBuf::from(names[0]),
+                key: PathBuf::new(),
+                names: Vec::new(),
+                default,
+            },
+            names: dns_names(&leaf),
+            subject: name_line(leaf.subject_name()),
+            not_after: String::new(),
+            not_after_unix: 0,
+            leaf,
+            chain: Vec::new(),
+            key,
+        }
+    }
+
+    #[test]
+    fn sni_lookup_is_exact_then_one_wildcard_label_then_default() {
+        let ca = Ca::new("map CA").unwrap();
+        let map = CertMap::new(vec![
+            entry(&ca, &["a.example"], false),
+            entry(&ca, &["*.example", "apex.example"], false),
+            entry(&ca, &["fallback.example"], true),
+        ])
+        .unwrap();
+        let pick = |sni: Option<&str>| {
+            let (e, fallback) = map.find(sni);
+            (e.names[0].clone(), fallback)
+        };
+        assert_eq!(pick(Some("a.example")), ("a.example".into(), false));
+        assert_eq!(
+            pick(Some("A.EXAMPLE.")),
+            ("a.example".into(), false),
+            "case and a trailing dot"
+        );
+        assert_eq!(pick(Some("b.example")), ("*.example".into(), false));
+        assert_eq!(pick(Some("apex.example")), ("*.example".into(), false));
+        assert_eq!(
+            pick(Some("x.b.example")),
+            ("fallback.example".into(), true),
+            "one label only"
+        );
+        assert_eq!(pick(Some("example")), ("fallback.example".into(), true));
+        assert_eq!(pick(None), ("fallback.example".into(), true));
+    }
+
+    #[test]
+    fn the_first_certificate_is_the_default_unless_one_is_marked() {
+        let ca = Ca::new("map CA").unwrap();
+        let map = CertMap::new(vec![
+            entry(&ca, &["one.example"], false),
+            entry(&ca, &["two.example"], false),
+        ])
+        .unwrap();
+        assert_eq!(map.find(Some("other")).0.names[0], "one.example");
+        let two_defaults = CertMap::new(vec![
+            entry(&ca, &["one.example"], true),
+            entry(&ca, &["two.example"], true),
+        ]);
+        assert!(two_defaults.unwrap_err().contains("more than one"));
+        assert!(CertMap::new(Vec::new()).is_err());
+    }
+
+    #[test]
+    fn loading_checks_the_pair_and_reads_names_and_expiry() {
+        let dir = std::env::temp_dir().join(format!("scimitar-certs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = Ca::new("load CA").unwrap();
+        let (c1, k1) = ca
+            .write_leaf(
+                &dir,
+                "one",
+                &Leaf::server("one.example", &["one.example", "*.one.example"]),
+            )
+            .unwrap();
+        let (_, k2) = ca
+            .write_leaf(&dir, "two", &Leaf::server("two.example", &["two.example"]))
+            .unwrap();
+        let spec = |key: &Path| CertSpec {
+            cert: c1.clone(),
+            key: key.to_path_buf(),
+            names: Vec::new(),
+            default: false,
+        };
+        let e = CertEntry::load(&spec(&k1)).unwrap();
+        assert_eq!(e.names, vec!["one.example", "*.one.example"]);
+        assert_eq!(e.chain.len(), 1, "the CA after the leaf is the chain");
+        assert!(
+            (29..=30).contains(&e.days_left(now_unix())),
+            "{}",
+            e.days_left(now_unix())
+        );
+        assert!(CertEntry::load(&spec(&k2)).unwrap_err().contains("does not belong"));
+        std::fs::write(dir.join("half.crt"), b"-----BEGIN CERTIFICATE-----\nMIIB").unwrap();
+        let half = CertSpec {
+            cert: dir.join("half.crt"),
+            ..spec(&k1)
+        };
+        assert!(CertEntry::load(&half).is_err(), "a half-written file is refused");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
