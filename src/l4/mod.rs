@@ -32,12 +32,17 @@ use crate::upstream::Pool;
 use forward::{Counters, End};
 pub use stats::Stats;
 
+/// A tcp listener's service and the counters it shares with the admin page.
+pub type Built = (Service<TcpProxy>, Arc<Stats>);
+
 /// One `protocol: tcp` listener's forwarding logic.
 pub struct TcpProxy {
     pool: Arc<Pool>,
     idle_timeout: Duration,
     /// `max_connections`: a permit per forwarded connection.
     limit: Option<Arc<Semaphore>>,
+    /// How long a connection waits for a `max_connections` permit.
+    queue_timeout: Duration,
     connector: TransportConnector,
     pub stats: Arc<Stats>,
 }
@@ -45,11 +50,7 @@ pub struct TcpProxy {
 /// The service for a `protocol: tcp` listener (plaintext or TLS-terminating), and its
 /// counters for the admin page. `handshakes` is the listener's entry in the edge's TLS
 /// counters (shown with its certificates). `Ok(None)` for any other listener.
-pub fn service(
-    l: &Listener,
-    pools: &[Arc<Pool>],
-    handshakes: Arc<HandshakeStats>,
-) -> Result<Option<(Service<TcpProxy>, Arc<Stats>)>, String> {
+pub fn service(l: &Listener, pools: &[Arc<Pool>], handshakes: Arc<HandshakeStats>) -> Result<Option<Built>, String> {
     let Some(tcp) = &l.tcp else {
         return Ok(None);
     };
@@ -67,6 +68,7 @@ pub fn service(
         ..Stats::default()
     });
     let app = TcpProxy {
+        queue_timeout: tcp.queue_timeout.unwrap_or(pool.config.conn_wait),
         pool,
         idle_timeout: tcp.idle_timeout,
         limit: tcp.max_connections.map(|n| Arc::new(Semaphore::new(n))),
@@ -109,7 +111,7 @@ fn client_key(s: &Stream) -> ([u8; 16], usize) {
 }
 
 impl TcpProxy {
-    /// A `max_connections` slot, waiting up to the pool's `queue_timeout` for one;
+    /// A `max_connections` slot, waiting up to `queue_timeout` for one;
     /// `Err(())` when the wait ran out. `Ok(None)` when the listener has no limit.
     async fn admit(&self) -> Result<Option<OwnedSemaphorePermit>, ()> {
         let Some(sem) = &self.limit else {
@@ -119,7 +121,7 @@ impl TcpProxy {
             return Ok(Some(p));
         }
         let _queued = stats::Gauge::up(&self.stats.queued);
-        match tokio::time::timeout(self.pool.config.conn_wait, sem.clone().acquire_owned()).await {
+        match tokio::time::timeout(self.queue_timeout, sem.clone().acquire_owned()).await {
             Ok(Ok(p)) => Ok(Some(p)),
             _ => Err(()),
         }
@@ -133,7 +135,7 @@ impl TcpProxy {
             log::warn!(
                 "listener {}: at max_connections for {:?}; closing a client",
                 st.name,
-                self.pool.config.conn_wait
+                self.queue_timeout
             );
             return;
         };

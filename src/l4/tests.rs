@@ -143,3 +143,23 @@ async fn idle_counts_from_the_last_stamp() {
         stamped.elapsed()
     );
 }
+
+fn tcp_config(listener_extra: &str) -> Result<crate::config::Config, crate::config::Problems> {
+    crate::config::from_str(&format!(
+        "listeners:\n  - name: tcp\n    address: \"127.0.0.1:7000\"\n    protocol: tcp\n    upstream: p\n{listener_extra}upstreams:\n  p:\n    servers:\n      - address: \"127.0.0.1:7001\"\nroutes:\n  - base_path: /scim/v2\n    upstream: p\n"
+    ))
+}
+
+#[test]
+fn queue_timeout_belongs_to_max_connections() {
+    let c = tcp_config("    max_connections: 5\n    queue_timeout: 250ms\n").unwrap();
+    let tcp = c.listeners[0].tcp.as_ref().unwrap();
+    assert_eq!(tcp.max_connections, Some(5));
+    assert_eq!(tcp.queue_timeout, Some(Duration::from_millis(250)));
+    let Err(problems) = tcp_config("    queue_timeout: 1s\n") else {
+        panic!("queue_timeout without max_connections was accepted");
+    };
+    let p: Vec<String> = problems.0.iter().map(|p| p.to_string()).collect();
+    let want = "listeners[0].queue_timeout: only applies with `max_connections`";
+    assert!(p.iter().any(|l| l.starts_with(want)), "{p:?}");
+}
