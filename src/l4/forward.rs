@@ -1,7 +1,12 @@
 //! The byte pump between a client and its server: `copy_bidirectional` (which already turns
 //! an EOF on one side into a `shutdown` — a FIN, or close_notify then FIN over TLS — on the
-//! other, and flushes Pingora's buffered writer on the way) raced against an idle watchdog
-//! and the service's shutdown signal.
+//! other, and flushes Pingora's buffered writer on the way) raced against an idle watchdog.
+//!
+//! Server shutdown is deliberately not in the race: like nginx stream and HAProxy, an
+//! established connection drains through Pingora's grace period (`grace_period_seconds`, during
+//! which a graceful upgrade's new process already takes new connections) and is closed when
+//! the runtime stops. TCP has no request boundary to stop at, and cutting every connection at
+//! the start of each reload would turn reloads into outages for long-lived clients.
 
 use std::io;
 use std::pin::Pin;
@@ -10,7 +15,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pingora::protocols::Stream;
-use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
@@ -25,8 +29,6 @@ pub enum End {
     Closed,
     /// No byte either way for the idle timeout.
     Idle,
-    /// The server is shutting down.
-    Shutdown,
     /// A reset, a broken pipe, TLS without close_notify, …: a close, just not a clean one.
     Error(io::Error),
 }
@@ -116,14 +118,8 @@ pub struct Counters<'a> {
     pub to_client: &'a AtomicU64,
 }
 
-/// Forwards until both sides closed, the connection went idle, or shutdown began.
-pub async fn forward(
-    client: &mut Stream,
-    server: &mut Stream,
-    idle: Duration,
-    shutdown: &mut ShutdownWatch,
-    counters: Counters<'_>,
-) -> End {
+/// Forwards until both sides closed or the connection went idle.
+pub async fn forward(client: &mut Stream, server: &mut Stream, idle: Duration, counters: Counters<'_>) -> End {
     let clock = Activity::new();
     let mut c = Tracked {
         io: client,
@@ -141,7 +137,5 @@ pub async fn forward(
             Err(e) => End::Error(e),
         },
         _ = clock.idle(idle) => End::Idle,
-        // A dropped sender means the server is going away as well.
-        _ = shutdown.changed() => End::Shutdown,
     }
 }

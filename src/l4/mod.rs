@@ -3,7 +3,7 @@
 //!
 //! - [`connect`]: pick a server (client IP as the key) and connect, trying the next server on
 //!   a connect failure; nothing has been sent yet, so any retry is safe.
-//! - [`forward`]: the bidirectional copy with half-close, idle timeout and shutdown.
+//! - [`forward`]: the bidirectional copy with half-close and idle timeout.
 //! - [`stats`]: per-listener counters for `/status`.
 //!
 //! Pingora 0.9.1 has no L4 proxy, only [`ServerApp`]: one `process_new` per accepted (and, with
@@ -111,9 +111,10 @@ fn client_key(s: &Stream) -> ([u8; 16], usize) {
 }
 
 impl TcpProxy {
-    /// A `max_connections` slot, waiting up to `queue_timeout` for one;
-    /// `Err(())` when the wait ran out. `Ok(None)` when the listener has no limit.
-    async fn admit(&self) -> Result<Option<OwnedSemaphorePermit>, ()> {
+    /// A `max_connections` slot, waiting up to `queue_timeout` for one; `Err(())` when the
+    /// wait ran out or shutdown began (a queued client is better off reconnecting to the
+    /// process that replaces this one). `Ok(None)` when the listener has no limit.
+    async fn admit(&self, shutdown: &mut ShutdownWatch) -> Result<Option<OwnedSemaphorePermit>, ()> {
         let Some(sem) = &self.limit else {
             return Ok(None);
         };
@@ -121,16 +122,19 @@ impl TcpProxy {
             return Ok(Some(p));
         }
         let _queued = stats::Gauge::up(&self.stats.queued);
-        match tokio::time::timeout(self.queue_timeout, sem.clone().acquire_owned()).await {
-            Ok(Ok(p)) => Ok(Some(p)),
-            _ => Err(()),
+        tokio::select! {
+            r = tokio::time::timeout(self.queue_timeout, sem.clone().acquire_owned()) => match r {
+                Ok(Ok(p)) => Ok(Some(p)),
+                _ => Err(()),
+            },
+            _ = shutdown.changed() => Err(()),
         }
     }
 
     async fn serve(&self, mut client: Stream, mut shutdown: ShutdownWatch) {
         let st = &self.stats;
         st.accepted.fetch_add(1, Relaxed);
-        let Ok(_listener_slot) = self.admit().await else {
+        let Ok(_listener_slot) = self.admit(&mut shutdown).await else {
             st.refused.fetch_add(1, Relaxed);
             log::warn!(
                 "listener {}: at max_connections for {:?}; closing a client",
@@ -144,14 +148,15 @@ impl TcpProxy {
             st.no_server.fetch_add(1, Relaxed);
             return;
         };
-        st.forwarded.fetch_add(1, Relaxed);
+        // Up before `forwarded` counts it: whoever sees it counted and `active` at 0 knows it ended.
         let _active = stats::Gauge::up(&st.active);
+        st.forwarded.fetch_add(1, Relaxed);
         let counters = Counters {
             to_server: &st.bytes_to_server,
             to_client: &st.bytes_to_client,
         };
-        match forward::forward(&mut client, &mut up.stream, self.idle_timeout, &mut shutdown, counters).await {
-            End::Closed | End::Shutdown => {}
+        match forward::forward(&mut client, &mut up.stream, self.idle_timeout, counters).await {
+            End::Closed => {}
             End::Idle => {
                 st.idle_closed.fetch_add(1, Relaxed);
                 log::debug!(
@@ -171,9 +176,6 @@ impl TcpProxy {
 #[async_trait]
 impl ServerApp for TcpProxy {
     async fn process_new(self: &Arc<Self>, client: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        if *shutdown.borrow() {
-            return None;
-        }
         self.serve(client, shutdown.clone()).await;
         // A forwarded connection is never handed back for reuse: its bytes belong to one server.
         None

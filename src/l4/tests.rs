@@ -1,4 +1,4 @@
-//! The pump on real loopback sockets, in-process: half-close, idle, shutdown, reset.
+//! The pump on real loopback sockets, in-process: half-close, idle, reset.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -6,7 +6,6 @@ use std::time::Duration;
 use pingora::protocols::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio::time::{timeout, Instant};
 
 use super::forward::{forward, Activity, Counters, End};
@@ -26,7 +25,6 @@ struct Rig {
     server: TcpStream,
     to_server: &'static AtomicU64,
     to_client: &'static AtomicU64,
-    stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<End>,
 }
 
@@ -35,17 +33,15 @@ async fn rig(idle: Duration) -> Rig {
     let (server, mut s) = pair().await;
     let to_server: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
     let to_client: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
-    let (stop, mut rx) = watch::channel(false);
     let task = tokio::spawn(async move {
         let counters = Counters { to_server, to_client };
-        forward(&mut c, &mut s, idle, &mut rx, counters).await
+        forward(&mut c, &mut s, idle, counters).await
     });
     Rig {
         client,
         server,
         to_server,
         to_client,
-        stop,
         task,
     }
 }
@@ -105,14 +101,6 @@ async fn traffic_keeps_a_connection_alive_past_the_idle_timeout() {
     }
     let end = timeout(LIMIT, r.task).await.unwrap().unwrap();
     assert!(matches!(end, End::Idle), "{end:?}");
-}
-
-#[tokio::test]
-async fn shutdown_ends_forwarding() {
-    let r = rig(Duration::from_secs(30)).await;
-    r.stop.send(true).unwrap();
-    let end = timeout(LIMIT, r.task).await.unwrap().unwrap();
-    assert!(matches!(end, End::Shutdown), "{end:?}");
 }
 
 #[tokio::test]
