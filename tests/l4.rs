@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::tcp::{closed_within, connect, connect_from, noise, read_line, reset, Mode, TcpServer};
+use common::tcp::{closed_within, connect, connect_from, noise, read_line, reset, Mode, TcpServer, TlsEchoServer};
 use common::*;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -44,7 +44,8 @@ impl L4 {
         assert!(
             eventually(WAIT, || {
                 let st = l4.status();
-                st["forwarded"].as_u64() >= Some(probed) && st["active"] == 0 && st["queued"] == 0
+                let probe_done = st["forwarded"].as_u64().unwrap() + st["no_server"].as_u64().unwrap() >= probed;
+                probe_done && st["active"] == 0 && st["queued"] == 0
             }),
             "{}",
             l4.status()
@@ -348,4 +349,39 @@ fn the_layer_4_example_config_passes_the_check() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("test is successful"), "{text}");
+}
+
+#[test]
+fn a_tls_pool_is_spoken_tls_with_its_sni_ca_and_client_certificate() {
+    use scimitar::tls::testing::{Ca, Leaf};
+
+    let dir = scratch_dir("l4up");
+    let ca = Ca::new("l4 upstream CA").unwrap();
+    let ca_pem = ca.write_ca(&dir, "ca").unwrap();
+    let (crt, key) = ca
+        .write_leaf(&dir, "backend", &Leaf::server("backend.test", &["backend.test"]))
+        .unwrap();
+    let (ccrt, ckey) = ca.write_leaf(&dir, "client", &Leaf::client("scimitar", &[])).unwrap();
+    let srv = TlsEchoServer::start(&crt, &key, Some(&ca_pem));
+    let pool_tls = |sni: &str| {
+        format!(
+            "    tls:\n      sni: {sni}\n      ca: \"{}\"\n      cert: \"{}\"\n      key: \"{}\"\n",
+            ca_pem.display(),
+            ccrt.display(),
+            ckey.display()
+        )
+    };
+
+    let good = L4::start(&[srv.addr], &pool_tls("backend.test"), "");
+    let mut c = connect(good.addr);
+    ping(&mut c, b"over tls upstream");
+    assert!(srv.handshakes.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+
+    // A name the certificate does not carry fails verification: a connect failure, and the
+    // client is closed without a byte.
+    let bad = L4::start_tls(&[srv.addr], &pool_tls("other.test"), "", None);
+    let mut c = connect(bad.addr);
+    assert!(closed_within(&mut c, WAIT));
+    assert!(bad.stat("connect_failures") >= 1, "{}", bad.status());
+    let _ = std::fs::remove_dir_all(&dir);
 }

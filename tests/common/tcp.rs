@@ -185,3 +185,71 @@ pub fn noise(n: usize, seed: u64) -> Vec<u8> {
     v.truncate(n);
     v
 }
+
+/// A TLS echo server (OpenSSL), for pools that speak TLS to their servers: `client_ca`
+/// makes it require a client certificate signed by that CA.
+pub struct TlsEchoServer {
+    pub addr: SocketAddr,
+    pub handshakes: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TlsEchoServer {
+    pub fn start(cert: &std::path::Path, key: &std::path::Path, client_ca: Option<&std::path::Path>) -> Self {
+        use openssl::ssl::{SslAcceptor, SslMethod, SslVerifyMode};
+        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).expect("acceptor");
+        b.set_certificate_chain_file(cert).expect("cert");
+        b.set_private_key_file(key, openssl::ssl::SslFiletype::PEM)
+            .expect("key");
+        if let Some(ca) = client_ca {
+            b.set_ca_file(ca).expect("client CA");
+            b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+        }
+        let acceptor = Arc::new(b.build());
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind tls test server");
+        let addr = l.local_addr().expect("addr");
+        l.set_nonblocking(true).expect("nonblocking");
+        let handshakes: Arc<AtomicUsize> = Arc::default();
+        let stop: Arc<AtomicBool> = Arc::default();
+        let (hs, st) = (handshakes.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(SeqCst) {
+                match l.accept() {
+                    Ok((c, _)) => {
+                        let (acceptor, hs) = (acceptor.clone(), hs.clone());
+                        std::thread::spawn(move || {
+                            let _ = c.set_nonblocking(false);
+                            let _ = c.set_read_timeout(Some(IO_LIMIT));
+                            let Ok(mut s) = acceptor.accept(c) else { return };
+                            hs.fetch_add(1, SeqCst);
+                            let mut buf = vec![0u8; 16 * 1024];
+                            while let Ok(n @ 1..) = s.read(&mut buf) {
+                                if s.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                            let _ = s.shutdown();
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        TlsEchoServer {
+            addr,
+            handshakes,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TlsEchoServer {
+    fn drop(&mut self) {
+        self.stop.store(true, SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
