@@ -20,6 +20,8 @@ pub struct Admin {
     pub limiter: Arc<Limiter>,
     pub cache: Option<Arc<crate::cache::Cache>>,
     pub edge: crate::app::Edge,
+    /// Counters of every `protocol: tcp` listener.
+    pub l4: Vec<Arc<crate::l4::Stats>>,
 }
 
 /// A TLS listener's certificates as served right now, with expiry, and its rotation record.
@@ -151,6 +153,7 @@ impl Admin {
             "pools": pools,
             "rate_limits": {"policies": policies, "redis": redis},
             "cache": cache,
+            "l4": crate::l4::stats::status(&self.l4),
         })
     }
 }

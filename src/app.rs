@@ -125,12 +125,22 @@ pub fn run(mut opt: Opt, cfg: Config) -> Result<(), String> {
         server.add_service(proxy);
     }
 
+    let mut l4 = Vec::new();
+    for (l, handshakes) in listeners.iter().zip(edge.stats.iter()) {
+        if let Some((svc, stats)) = crate::l4::service(l, &pools, handshakes.clone())? {
+            log::info!("tcp listener {} on {} → upstream {}", l.name, l.address, stats.pool);
+            l4.push(stats);
+            server.add_service(svc);
+        }
+    }
+
     if let Some(a) = admin {
         let admin_app = Admin {
             pools: pools.clone(),
             limiter: limiter.clone(),
             cache,
             edge: edge.clone(),
+            l4,
         };
         let mut svc = Service::new("admin".to_string(), HttpServer::new_app(admin_app));
         svc.add_tcp(&a.address);

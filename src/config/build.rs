@@ -65,6 +65,7 @@ const LISTENER: &[&str] = &[
     "upstream",
     "idle_timeout",
     "max_connections",
+    "queue_timeout",
 ];
 const PASSIVE: &[&str] = &["max_fails", "eject_for", "count_5xx"];
 const TIMEOUTS: &[&str] = &["connect", "read", "write", "idle"];
@@ -276,7 +277,7 @@ fn listeners(p: &mut Problems, top: &Mapping, pools: &[PoolConfig]) -> Vec<Liste
         let http2 = r::opt(p, m, &at, "http2", tls_given && protocol == Protocol::Http, r::boolean);
         let tcp = match protocol {
             Protocol::Http => {
-                for k in ["upstream", "idle_timeout", "max_connections"] {
+                for k in ["upstream", "idle_timeout", "max_connections", "queue_timeout"] {
                     if r::get(m, k).is_some() {
                         p.add(&join(&at, k), "only applies to `protocol: tcp` listeners; remove it");
                     }
@@ -344,6 +345,13 @@ fn tcp_listener(
     let max_connections = r::get(m, "max_connections")
         .and_then(|v| r::uint(p, &join(at, "max_connections"), v, 1, 10_000_000))
         .map(|n| n as usize);
+    let queue_timeout = r::get(m, "queue_timeout").and_then(|v| r::duration(p, &join(at, "queue_timeout"), v));
+    if queue_timeout.is_some() && max_connections.is_none() {
+        p.add(
+            &join(at, "queue_timeout"),
+            "only applies with `max_connections`; set it or remove this key",
+        );
+    }
     if let Some(u) = upstream.and_then(|i| pools.get(i)) {
         if u.tls.as_ref().is_some_and(|t| t.http2) {
             p.add(
@@ -359,6 +367,7 @@ fn tcp_listener(
         upstream: upstream?,
         idle_timeout,
         max_connections,
+        queue_timeout,
     })
 }
 

@@ -73,8 +73,11 @@ pub struct TcpListener {
     pub upstream: usize,
     /// A connection with no byte either way for this long is closed.
     pub idle_timeout: Duration,
-    /// Connections served at once; more wait in the kernel's accept queue.
+    /// Connections served at once; more are accepted and wait for a slot (HAProxy-like
+    /// queueing) up to `queue_timeout`, then are closed.
     pub max_connections: Option<usize>,
+    /// How long a connection over `max_connections` waits; `None` is the pool's `queue_timeout`.
+    pub queue_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
