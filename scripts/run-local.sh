@@ -10,7 +10,8 @@ CONF=conf/scimitar.yaml
 if [ "${1:-}" = tls ]; then
   CONF=conf/tls-edge.yaml
   D=.local/tls
-  if [ ! -s "$D/edge.key" ]; then
+  # Minted once and again when within a day of expiry (-t refuses an expired certificate).
+  if [ ! -s "$D/edge.key" ] || ! openssl x509 -checkend 86400 -noout -in "$D/edge.crt" >/dev/null 2>&1; then
     mkdir -p "$D"
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
       -subj "/CN=scimitar local CA" -keyout "$D/ca.key" -out "$D/ca.pem" 2>/dev/null

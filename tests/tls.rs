@@ -103,7 +103,14 @@ fn https_carries_scim_to_scim2_server_and_conformance_matches_direct() {
 fn sni_picks_exact_then_wildcard_then_default_and_old_protocols_are_refused() {
     let pki = Pki::new("sni");
     let a = pki.server("a", &["a.test"]);
-    let b = pki.server("b", &["b.test"]);
+    // RSA beside ECDSA: each served with its own key type.
+    let b = pki.leaf(
+        "b",
+        &scimitar::tls::testing::Leaf {
+            kind: scimitar::tls::testing::KeyKind::Rsa2048,
+            ..scimitar::tls::testing::Leaf::server("b.test", &["b.test"])
+        },
+    );
     let w = pki.server("w", &["*.wild.test"]);
     let d = pki.server("d", &["default.test"]);
     let port = free_port();
@@ -132,6 +139,8 @@ fn sni_picks_exact_then_wildcard_then_default_and_old_protocols_are_refused() {
         };
         let conn = c.connect(addr(port)).unwrap();
         assert_eq!(conn.peer_names(), vec![want.to_string()], "SNI {sni}");
+        let rsa = conn.peer_cert().public_key().unwrap().rsa().is_ok();
+        assert_eq!(rsa, want == "b.test", "SNI {sni}: key type");
     }
     // No SNI at all (an IP literal): the default.
     let conn = TlsClient::default().connect(addr(port)).unwrap();
@@ -181,10 +190,10 @@ fn http2_by_alpn_and_h2c_by_prior_knowledge() {
         tls_listener("https", tls_port, &cert_yaml(&cert), ""),
         tls_listener("h1only", h1_port, &cert_yaml(&cert), "    http2: false\n"),
     );
-    let _px = Proxy::start_with_listeners(
+    let px = Proxy::start_with_listeners(
         &listeners,
         &format!(
-            "upstreams:\n{}routes:\n  - base_path: /v2\n    upstream: scim\n    rate_limits: [tight]\nrate_limits:\n  policies:\n    tight: {{key: [client_ip], rate: 1000/s, burst: 1000}}\n",
+            "upstreams:\n{}routes:\n  - base_path: /v2\n    upstream: scim\n    rate_limits: [tight]\n    affinity: {{key: [token, client_ip], pin_after_write: 10s}}\n    cache: {{discovery: 1m, ignore_cache_control: true}}\nrate_limits:\n  policies:\n    tight: {{key: [client_ip], rate: 1000/s, burst: 1000}}\n",
             pool_yaml("scim", &[scim.addr], "    selection: consistent\n")
         ),
     );
@@ -203,6 +212,25 @@ fn http2_by_alpn_and_h2c_by_prior_knowledge() {
         &format!("https://h2.test:{tls_port}/v2/ServiceProviderConfig"),
     );
     assert_eq!((r.http_version.as_str(), r.status), ("2", 200), "{}", r.body);
+    // The same discovery read again over h2 is a cache hit.
+    let hits = px.status()["cache"]["hits"].as_u64().unwrap();
+    let again = curl(
+        &[
+            "--http2",
+            "--cacert",
+            &ca,
+            "--resolve",
+            &resolve("h2.test", addr(tls_port)),
+        ],
+        &format!("https://h2.test:{tls_port}/v2/ServiceProviderConfig"),
+    );
+    assert_eq!((again.http_version.as_str(), again.status), ("2", 200));
+    assert_eq!(again.body, r.body);
+    assert_eq!(
+        px.status()["cache"]["hits"].as_u64().unwrap(),
+        hits + 1,
+        "served from the cache"
+    );
     // A write and a read-back over h2: routing, limits and the upstream all work per stream.
     let r = curl(
         &[
@@ -509,6 +537,17 @@ fn upstream_tls_verifies_against_a_ca_and_a_wrong_ca_is_a_scim_502() {
         "upstream mTLS identity: {fwd:?}"
     );
 
+    // Active health checks speak the pool's TLS: healthy with the right CA.
+    let checked = Proxy::start(&pool(&pki.ca_pem, false).replace(
+        "    retries: 0\n",
+        "    retries: 0\n    health_check: {path: /scim/v2/Users, interval: 200ms, rise: 1, fall: 1}\n",
+    ));
+    assert!(eventually(Duration::from_secs(5), || {
+        checked.get("/scim/v2/Users");
+        checked.server_healthy(0, addr(port))
+    }));
+    drop(checked); // its probes would count as upstream hits below
+
     let h2 = Proxy::start(&pool(&pki.ca_pem, true));
     assert_eq!(h2.get("/scim/v2/Users").status, 200);
     assert!(
@@ -521,4 +560,14 @@ fn upstream_tls_verifies_against_a_ca_and_a_wrong_ca_is_a_scim_502() {
     let d = wrong.get("/scim/v2/Users").assert_scim_error(502);
     assert!(!d.is_empty());
     assert_eq!(up.hits(), hits, "nothing reached the backend's upstream");
+    // And its health check fails the same way: the server leaves rotation.
+    let wrong_checked = Proxy::start(&pool(&other.ca_pem, false).replace(
+        "    retries: 0\n",
+        "    retries: 0\n    health_check: {path: /scim/v2/Users, interval: 200ms, rise: 1, fall: 1}\n",
+    ));
+    assert!(
+        eventually(Duration::from_secs(5), || !wrong_checked.server_healthy(0, addr(port))),
+        "an unverifiable server is unhealthy"
+    );
+    wrong_checked.get("/scim/v2/Users").assert_scim_error(503);
 }
