@@ -201,29 +201,19 @@ fn http2_by_alpn_and_h2c_by_prior_knowledge() {
         wait_for_port(addr(p), Duration::from_secs(10));
     }
     let ca = pki.ca_pem.display().to_string();
-    let r = curl(
-        &[
-            "--http2",
-            "--cacert",
-            &ca,
-            "--resolve",
-            &resolve("h2.test", addr(tls_port)),
-        ],
-        &format!("https://h2.test:{tls_port}/v2/ServiceProviderConfig"),
-    );
+    // curl over TLS to `port` as h2.test, offering h2 (it falls back to 1.1 when not chosen).
+    let h2 = |port: u16, path: &str, extra: &[&str]| {
+        let mut args = vec!["--http2", "--cacert", &ca];
+        let name = resolve("h2.test", addr(port));
+        args.extend(["--resolve", name.as_str()]);
+        args.extend(extra);
+        curl(&args, &format!("https://h2.test:{port}{path}"))
+    };
+    let r = h2(tls_port, "/v2/ServiceProviderConfig", &[]);
     assert_eq!((r.http_version.as_str(), r.status), ("2", 200), "{}", r.body);
     // The same discovery read again over h2 is a cache hit.
     let hits = px.status()["cache"]["hits"].as_u64().unwrap();
-    let again = curl(
-        &[
-            "--http2",
-            "--cacert",
-            &ca,
-            "--resolve",
-            &resolve("h2.test", addr(tls_port)),
-        ],
-        &format!("https://h2.test:{tls_port}/v2/ServiceProviderConfig"),
-    );
+    let again = h2(tls_port, "/v2/ServiceProviderConfig", &[]);
     assert_eq!((again.http_version.as_str(), again.status), ("2", 200));
     assert_eq!(again.body, r.body);
     assert_eq!(
@@ -231,33 +221,15 @@ fn http2_by_alpn_and_h2c_by_prior_knowledge() {
         hits + 1,
         "served from the cache"
     );
-    // A write and a read-back over h2: routing, limits and the upstream all work per stream.
-    let r = curl(
-        &[
-            "--http2",
-            "--cacert",
-            &ca,
-            "--resolve",
-            &resolve("h2.test", addr(tls_port)),
-            "-H",
-            "Content-Type: application/scim+json",
-            "--data",
-            USER,
-        ],
-        &format!("https://h2.test:{tls_port}/v2/Users"),
+    // A write over h2: routing, affinity, limits and the upstream all work per stream.
+    let r = h2(
+        tls_port,
+        "/v2/Users",
+        &["-H", "Content-Type: application/scim+json", "--data", USER],
     );
     assert_eq!((r.http_version.as_str(), r.status), ("2", 201), "{}", r.body);
     // Proxy-made answers are SCIM errors on h2 too.
-    let r = curl(
-        &[
-            "--http2",
-            "--cacert",
-            &ca,
-            "--resolve",
-            &resolve("h2.test", addr(tls_port)),
-        ],
-        &format!("https://h2.test:{tls_port}/nowhere"),
-    );
+    let r = h2(tls_port, "/nowhere", &[]);
     assert_eq!((r.http_version.as_str(), r.status), ("2", 404));
     assert!(
         r.body.contains("urn:ietf:params:scim:api:messages:2.0:Error"),
@@ -266,16 +238,7 @@ fn http2_by_alpn_and_h2c_by_prior_knowledge() {
     );
 
     // http2: false keeps a TLS listener on HTTP/1.1 even when the client offers h2.
-    let r = curl(
-        &[
-            "--http2",
-            "--cacert",
-            &ca,
-            "--resolve",
-            &resolve("h2.test", addr(h1_port)),
-        ],
-        &format!("https://h2.test:{h1_port}/v2/ServiceProviderConfig"),
-    );
+    let r = h2(h1_port, "/v2/ServiceProviderConfig", &[]);
     assert_eq!((r.http_version.as_str(), r.status), ("1.1", 200));
 
     // h2c with prior knowledge; HTTP/1.1 still works on the same listener.

@@ -325,18 +325,7 @@ fn tcp_listener(
         at,
         "upstream",
         "name the pool from `upstreams` this listener forwards to",
-        |p, path, v| {
-            let s = r::string(p, path, v)?;
-            let idx = pools.iter().position(|u| u.name == s);
-            if idx.is_none() {
-                let names: Vec<&str> = pools.iter().map(|u| u.name.as_str()).collect();
-                p.add(
-                    path,
-                    format!("no pool named `{s}` in upstreams (defined: {})", names.join(", ")),
-                );
-            }
-            idx
-        },
+        |p, path, v| pool_ref(p, path, v, pools),
     );
     let idle_timeout = r::opt(p, m, at, "idle_timeout", Duration::from_secs(600), r::duration);
     if idle_timeout.is_zero() {
@@ -369,6 +358,20 @@ fn tcp_listener(
         max_connections,
         queue_timeout,
     })
+}
+
+/// A pool named by a route or a tcp listener, as its index; an unknown name lists the known.
+fn pool_ref(p: &mut Problems, path: &str, v: &Value, pools: &[PoolConfig]) -> Option<usize> {
+    let s = r::string(p, path, v)?;
+    let idx = pools.iter().position(|u| u.name == s);
+    if idx.is_none() {
+        let names: Vec<&str> = pools.iter().map(|u| u.name.as_str()).collect();
+        p.add(
+            path,
+            format!("no pool named `{s}` in upstreams (defined: {})", names.join(", ")),
+        );
+    }
+    idx
 }
 
 fn tenancy(p: &mut Problems, v: Option<&Value>, routes: &[Route]) -> Tenancy {
@@ -749,18 +752,7 @@ fn routes(p: &mut Problems, top: &Mapping, pools: &[PoolConfig], limits: &RateLi
             &at,
             "upstream",
             "name the pool from `upstreams` that serves this route",
-            |p, path, v| {
-                let s = r::string(p, path, v)?;
-                let idx = pools.iter().position(|u| u.name == s);
-                if idx.is_none() {
-                    let names: Vec<&str> = pools.iter().map(|u| u.name.as_str()).collect();
-                    p.add(
-                        path,
-                        format!("no pool named `{s}` in upstreams (defined: {})", names.join(", ")),
-                    );
-                }
-                idx
-            },
+            |p, path, v| pool_ref(p, path, v, pools),
         );
         let max_body = r::opt(p, m, &at, "max_body", [DEFAULT_MAX_BODY; 9], max_body);
         let affinity = r::get(m, "affinity").and_then(|v| affinity(p, &join(&at, "affinity"), v));
