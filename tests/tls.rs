@@ -534,3 +534,36 @@ fn upstream_tls_verifies_against_a_ca_and_a_wrong_ca_is_a_scim_502() {
     );
     wrong_checked.get("/scim/v2/Users").assert_scim_error(503);
 }
+
+#[test]
+fn a_rotated_client_ca_applies_to_new_handshakes() {
+    let pki = Pki::new("ca-rot");
+    let next = Pki::new("ca-rot-next");
+    let old_client = pki.client("old", "old-client", &[]);
+    let new_client = next.client("new", "new-client", &[]);
+    let bundle = pki.dir.join("client-ca.pem");
+    std::fs::copy(&pki.ca_pem, &bundle).unwrap();
+    let cert = pki.server("srv", &["mtls.test"]);
+    let up = TestUpstream::start("echo", Behavior::Echo);
+    let port = free_port();
+    let tls = format!(
+        "{}      client_ca: {}\n      watch: 100ms\n",
+        cert_yaml(&cert),
+        bundle.display()
+    );
+    let _px = Proxy::start_with_listeners(&tls_listener("mtls", port, &tls, ""), &echo_body("a", &up));
+    wait_for_port(addr(port), Duration::from_secs(10));
+    let served = |c: &(std::path::PathBuf, std::path::PathBuf)| {
+        TlsClient::new("mtls.test", &pki.ca_pem)
+            .with_cert(c)
+            .request(addr(port), "GET", "/scim/v2/Users", &[], None)
+            .is_ok_and(|r| r.status == 200)
+    };
+    assert!(served(&old_client) && !served(&new_client));
+    std::fs::copy(&next.ca_pem, &bundle).unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || served(&new_client)),
+        "the new CA's clients get in"
+    );
+    assert!(!served(&old_client), "and the old CA's are out");
+}
