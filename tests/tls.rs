@@ -560,10 +560,28 @@ fn a_rotated_client_ca_applies_to_new_handshakes() {
             .is_ok_and(|r| r.status == 200)
     };
     assert!(served(&old_client) && !served(&new_client));
+    // A session of the old CA's client, kept for after the rotation.
+    let old_conn = TlsClient::new("mtls.test", &pki.ca_pem).with_cert(&old_client);
+    let mut first = old_conn.connect(addr(port)).unwrap();
+    assert_eq!(first.request("GET", "/scim/v2/Users", &[], None).unwrap().status, 200);
+    let session = first.session().unwrap();
+    let _ = first.stream.shutdown();
+    drop(first);
+    let hits = up.hits();
     std::fs::copy(&next.ca_pem, &bundle).unwrap();
     assert!(
         eventually(Duration::from_secs(5), || served(&new_client)),
         "the new CA's clients get in"
     );
     assert!(!served(&old_client), "and the old CA's are out");
+    // Resuming the old session does not bring the old CA's access back.
+    let hits_after = up.hits();
+    assert!(hits_after > hits);
+    let mut resumed = old_conn.connect_resuming(addr(port), Some(&session)).unwrap();
+    assert!(resumed.reused(), "OpenSSL resumes it: the proxy has to catch it");
+    resumed
+        .request("GET", "/scim/v2/Users", &[], None)
+        .unwrap()
+        .assert_scim_error(403);
+    assert_eq!(up.hits(), hits_after, "the resumed old session reached nothing");
 }

@@ -255,7 +255,11 @@ pub fn listener_tls(p: &mut Problems, at: &str, listener: &str, v: &Value) -> Op
         client_auth,
         forward_client_cert,
         watch,
-        material: Arc::new(ArcSwap::from_pointee(Material { certs, client_ca: ca })),
+        material: Arc::new(ArcSwap::from_pointee(Material {
+            certs,
+            client_ca: ca,
+            since_unix: now_unix(),
+        })),
     })
 }
 

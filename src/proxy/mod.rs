@@ -193,6 +193,17 @@ impl ProxyHttp for Scimitar {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if conn_info(session).is_some_and(|c| c.required && c.client.is_none()) {
+            // Only a resumed session whose certificate stopped verifying gets here (a fresh
+            // handshake without a valid one never completes); it must not pass as anonymous.
+            session.set_keepalive(None);
+            let e = ScimError::new(
+                403,
+                "the client certificate is no longer trusted; reconnect with a valid one",
+            );
+            respond(session, ctx, &e).await?;
+            return Ok(true);
+        }
         let req = session.req_header();
         let method = Method::parse(req.method.as_str());
         let raw = req.uri.path();

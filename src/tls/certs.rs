@@ -245,6 +245,9 @@ impl ClientCa {
             return Err(format!("{} holds no PEM certificate", path.display()));
         }
         let mut b = X509StoreBuilder::new().map_err(|e| e.to_string())?;
+        // Re-verification of resumed sessions checks the client purpose, as the handshake does.
+        b.set_purpose(openssl::x509::X509PurposeId::SSL_CLIENT)
+            .map_err(|e| e.to_string())?;
         for c in &certs {
             b.add_cert(c.clone()).map_err(|e| format!("{}: {e}", path.display()))?;
         }
@@ -261,6 +264,9 @@ impl ClientCa {
 pub struct Material {
     pub certs: CertMap,
     pub client_ca: Option<ClientCa>,
+    /// When this material was loaded (Unix seconds): a TLS session at least as old may have
+    /// been verified against other client CAs, so its certificate is verified again on resume.
+    pub since_unix: i64,
 }
 
 impl Material {
@@ -270,6 +276,7 @@ impl Material {
         Ok(Material {
             certs: CertMap::new(entries)?,
             client_ca: client_ca.map(ClientCa::load).transpose()?,
+            since_unix: now_unix(),
         })
     }
 

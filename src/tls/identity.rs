@@ -17,6 +17,10 @@ pub struct ConnInfo {
     pub client: Option<ClientIdentity>,
     /// The header the listener forwards the identity in.
     pub forward: Option<HeaderName>,
+    /// The listener requires a verified certificate: a connection without one (a session
+    /// resumed from before the client CAs changed, whose certificate no longer verifies) gets
+    /// no request through.
+    pub required: bool,
 }
 
 /// A verified client certificate, reduced to what keys, logs and upstreams use.

@@ -14,7 +14,10 @@ use pingora::protocols::tls::TlsRef;
 use pingora::tls::ext;
 use pingora::tls::ssl::{NameType, SslMode, SslVerifyMode, SslVersion};
 
-use super::certs::{CertEntry, Material};
+use openssl::stack::Stack;
+use openssl::x509::X509StoreContext;
+
+use super::certs::{CertEntry, ClientCa, Material};
 use super::{ClientAuth, ClientIdentity, ConnInfo, ListenerTls, TlsVersion};
 
 /// Counters a listener's handshakes leave for `/status`.
@@ -30,8 +33,25 @@ pub struct Resolver {
     listener: String,
     material: Arc<ArcSwap<Material>>,
     mtls: bool,
+    required: bool,
     forward: Option<http::HeaderName>,
     stats: Arc<HandshakeStats>,
+}
+
+/// Whether a resumed session's client certificate still verifies against the client CAs
+/// loaded now. OpenSSL restores a resumed session's verify result without looking at the
+/// current store (and skips the certificate callback that installs it), so without this a
+/// session from before a CA was removed would keep its access for the session's lifetime.
+fn still_trusted(ssl: &TlsRef, ca: &ClientCa) -> bool {
+    let Some(leaf) = ssl.peer_certificate() else {
+        return false;
+    };
+    let Ok(empty) = Stack::new() else { return false };
+    // Tickets do not carry the client's intermediates; the bundle usually does.
+    let chain = ssl.peer_cert_chain().unwrap_or(&empty);
+    X509StoreContext::new()
+        .and_then(|mut ctx| ctx.init(&ca.store, &leaf, chain, |c| c.verify_cert()))
+        .unwrap_or(false)
 }
 
 /// Installs a certificate on a handshake: cert, then key, then chain — the order OpenSSL needs
@@ -75,7 +95,22 @@ impl TlsAccept for Resolver {
     }
 
     async fn handshake_complete_callback(&self, ssl: &TlsRef) -> Option<Arc<dyn Any + Send + Sync>> {
-        let client = if self.mtls && ssl.verify_result() == openssl::x509::X509VerifyResult::OK {
+        let mut verified = self.mtls && ssl.verify_result() == openssl::x509::X509VerifyResult::OK;
+        if verified && ssl.session_reused() {
+            let m = self.material.load();
+            let born = ssl.session().map_or(i64::MIN, |s| s.time() as i64);
+            // Seconds are coarse: a session from the second of a reload is checked too.
+            if born <= m.since_unix {
+                verified = m.client_ca.as_ref().is_some_and(|ca| still_trusted(ssl, ca));
+                if !verified {
+                    log::info!(
+                        "listener {}: a resumed session's client certificate no longer verifies against client_ca",
+                        self.listener
+                    );
+                }
+            }
+        }
+        let client = if verified {
             ssl.peer_certificate().and_then(|c| ClientIdentity::from_cert(&c))
         } else {
             None
@@ -84,6 +119,7 @@ impl TlsAccept for Resolver {
             sni: ssl.servername(NameType::HOST_NAME).map(str::to_string),
             client,
             forward: self.forward.clone(),
+            required: self.required,
         }))
     }
 }
@@ -109,6 +145,7 @@ pub fn settings(
         listener: listener.to_string(),
         material: tls.material.clone(),
         mtls,
+        required: tls.client_auth == ClientAuth::Required,
         forward: tls.forward_client_cert.clone(),
         stats,
     };
