@@ -309,10 +309,22 @@ fn mtls_required_refuses_without_a_valid_certificate_and_forwards_the_identity()
     assert!(fwd[0].contains("CN=svc-okta"), "{fwd:?}");
     assert!(fwd[0].contains("URI=\"spiffe://idp/okta\""), "{fwd:?}");
 
-    // The plaintext listener strips a client-sent copy as well.
-    let r = px.send("GET", "/scim/v2/Users", &[("X-Client-Cert", "Hash=forged")], None);
+    // The plaintext listener strips a client-sent copy as well, and its underscore spellings
+    // (which CGI-style servers read as the same variable).
+    let r = px.send(
+        "GET",
+        "/scim/v2/Users",
+        &[
+            ("X-Client-Cert", "Hash=forged"),
+            ("X_Client_Cert", "Hash=forged"),
+            ("x-client_cert", "x"),
+        ],
+        None,
+    );
     assert_eq!(r.status, 200);
     assert!(seen_header(&up, "x-client-cert").is_empty());
+    assert!(seen_header(&up, "x_client_cert").is_empty());
+    assert!(seen_header(&up, "x-client_cert").is_empty());
 }
 
 #[test]
@@ -445,9 +457,27 @@ fn certificates_rotate_on_disk_without_a_restart_and_a_broken_pair_is_refused() 
     let r = http(px.admin, "POST", "/tls/reload", &[], None);
     assert_eq!(r.status, 422, "{}", r.text());
     assert!(r.text().contains("does not belong"));
-    // The matching key arrives: v3 is served.
-    std::fs::copy(&v3.1, &live.1).unwrap();
+    // The matching key arrives by an atomic rename (a new inode): v3 is served.
+    let staged = pki.dir.join("staged.key");
+    std::fs::copy(&v3.1, &staged).unwrap();
+    std::fs::rename(&staged, &live.1).unwrap();
     assert!(eventually(Duration::from_secs(5), || served_cn(port) == "rot-v3"));
+    // An expired pair is refused on rotation as at start-up.
+    let old = pki.leaf(
+        "old",
+        &scimitar::tls::testing::Leaf {
+            not_before: -10 * 86_400,
+            not_after: -60,
+            ..scimitar::tls::testing::Leaf::server("rot-old", &["rot.test"])
+        },
+    );
+    replace(&live, &old);
+    assert!(eventually(Duration::from_secs(5), || {
+        px.status()["listeners"][1]["tls"]["last_reload_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("expired"))
+    }));
+    assert_eq!(served_cn(port), "rot-v3");
     assert!(px.log().contains("still serving the previous certificates"));
 }
 
@@ -510,6 +540,13 @@ fn upstream_tls_verifies_against_a_ca_and_a_wrong_ca_is_a_scim_502() {
         checked.server_healthy(0, addr(port))
     }));
     drop(checked); // its probes would count as upstream hits below
+
+    // Without preserve_host, a TLS pool's servers get their SNI name as Host.
+    let named = Proxy::start(
+        &pool(&pki.ca_pem, false).replace("    retries: 0\n", "    retries: 0\n    preserve_host: false\n"),
+    );
+    assert_eq!(named.get("/scim/v2/Users").json()["headers"]["host"], "backend.test");
+    drop(named);
 
     let h2 = Proxy::start(&pool(&pki.ca_pem, true));
     assert_eq!(h2.get("/scim/v2/Users").status, 200);

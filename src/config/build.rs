@@ -121,8 +121,41 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
     let tenancy = tenancy(&mut p, tenancy_v, &routes);
     let cache = cache(&mut p, top, &routes);
 
+    // A client-certificate header is removed before the proxy forwards, but keys are read
+    // before that: keying on it would key on whatever the client wrote there.
+    let forwarded: Vec<&str> = listeners
+        .iter()
+        .filter_map(|l| l.tls.as_ref()?.forward_client_cert.as_ref())
+        .map(|h| h.as_str())
+        .collect();
+    let spoofable = |k: &[KeySource]| {
+        k.iter()
+            .any(|s| matches!(s, KeySource::Header(h) if forwarded.contains(&h.as_str())))
+    };
+    for (i, r) in routes.iter().enumerate() {
+        if r.affinity.as_ref().is_some_and(|a| spoofable(&a.sources)) {
+            p.add(
+                &join(&r::index("routes", i), "affinity.key"),
+                "keys on the client-certificate header, which clients can write; use `client_cert`",
+            );
+        }
+    }
+    for pol in &rate_limits.policies {
+        if spoofable(&pol.key) {
+            p.add(
+                &join(&join("rate_limits.policies", &pol.name), "key"),
+                "keys on the client-certificate header, which clients can write; use `client_cert`",
+            );
+        }
+    }
+
     if let (Some(a), true) = (&admin, !listeners.is_empty()) {
-        if listeners.iter().any(|l| l.address == a.address) {
+        let clash = a.address.parse::<SocketAddr>().is_ok_and(|a| {
+            listeners
+                .iter()
+                .any(|l| l.address.parse().is_ok_and(|b| same_port(a, b)))
+        });
+        if clash {
             p.add(
                 "admin.address",
                 format!(
@@ -148,6 +181,12 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
         }),
         _ => Err(p),
     }
+}
+
+/// Two listen addresses that cannot both be bound: one port, and the same IP or a wildcard
+/// (`0.0.0.0`, `[::]`) on either side.
+fn same_port(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 fn socket(p: &mut Problems, path: &str, v: &Value) -> Option<SocketAddr> {
@@ -245,7 +284,7 @@ fn listeners(p: &mut Problems, top: &Mapping, pools: &[PoolConfig]) -> Vec<Liste
     if list.is_empty() {
         p.add("listeners", "empty; add at least one listener");
     }
-    let mut seen = HashSet::new();
+    let mut seen: Vec<SocketAddr> = Vec::new();
     let mut names = HashSet::new();
     for (i, v) in list.iter().enumerate() {
         let at = r::index("listeners", i);
@@ -258,9 +297,10 @@ fn listeners(p: &mut Problems, top: &Mapping, pools: &[PoolConfig]) -> Vec<Liste
         }
         let address = r::req(p, m, &at, "address", "give e.g. `0.0.0.0:8080`", socket);
         if let Some(a) = address {
-            if !seen.insert(a) {
-                p.add(&join(&at, "address"), format!("{a} is used by another listener"));
+            if let Some(b) = seen.iter().find(|b| same_port(a, **b)) {
+                p.add(&join(&at, "address"), format!("{a} overlaps another listener's {b}"));
             }
+            seen.push(a);
         }
         let protocol = r::opt(p, m, &at, "protocol", Protocol::Http, |p, path, v| {
             match r::string(p, path, v)?.as_str() {

@@ -184,6 +184,18 @@ fn duplicate_addresses_are_rejected() {
         got[0].starts_with("admin.address: 127.0.0.1:8080 is also a listener"),
         "{got:?}"
     );
+    // A wildcard address overlaps every address on its port.
+    let text = GOOD.replace("address: 127.0.0.1:9090", "address: 0.0.0.0:8080");
+    assert!(problems(&text)[0].starts_with("admin.address: 0.0.0.0:8080 is also a listener"));
+    let text = GOOD.replace(
+        "    address: 127.0.0.1:8080\n",
+        "    address: 127.0.0.1:8080\n  - name: all\n    address: \"[::]:8080\"\n",
+    );
+    let got = problems(&text);
+    assert!(
+        got[0].starts_with("listeners[1].address: [::]:8080 overlaps another listener's 127.0.0.1:8080"),
+        "{got:?}"
+    );
 }
 
 const POLICIES: &str = r#"

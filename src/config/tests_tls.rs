@@ -174,6 +174,34 @@ fn mtls_and_listener_kind_mistakes_are_named() {
     );
     assert!(got.iter().any(|g| g.contains("not a valid header name")), "{got:#?}");
 
+    // The identity header may not be one HTTP or the proxy needs, nor a key clients can write.
+    let ca = f.ca_pem();
+    let got = build(&with_listener(
+        &tls_listener(&format!(
+            "      cert: {c}\n      key: {k}\n      client_ca: {ca}\n      forward_client_cert: Content-Length\n"
+        )),
+        "",
+    ))
+    .unwrap_err();
+    assert!(
+        got.iter()
+            .any(|g| g.starts_with("listeners[1].tls.forward_client_cert: `content-length` is a header")),
+        "{got:#?}"
+    );
+    let text = with_listener(
+        &tls_listener(&format!(
+            "      cert: {c}\n      key: {k}\n      client_ca: {ca}\n      forward_client_cert: X-Client-Cert\n"
+        )),
+        "",
+    ) + "rate_limits:\n  policies:\n    p: {key: [\"header:x-client-cert\"], rate: 1/s}\n";
+    let text = text.replace("    upstream: scim\n", "    upstream: scim\n    rate_limits: [p]\n");
+    let got = build(&text).unwrap_err();
+    assert!(
+        got.iter()
+            .any(|g| g.starts_with("rate_limits.policies.p.key: keys on the client-certificate header")),
+        "{got:#?}"
+    );
+
     let got = build(&with_listener(
         "  - name: raw\n    address: 127.0.0.1:9000\n    protocol: tcp\n    upstream: nope\n    http2: true\n  - name: h\n    address: 127.0.0.1:9001\n    idle_timeout: 5s\n",
         "",

@@ -27,6 +27,25 @@ const LISTENER_TLS: &[&str] = &[
 const CERT: &[&str] = &["cert", "key", "names", "default"];
 const POOL_TLS: &[&str] = &["sni", "verify", "ca", "cert", "key", "http2"];
 
+/// Headers a `forward_client_cert` may not name.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "authorization",
+    "cookie",
+    "content-type",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+];
+
 /// A certificate this close to expiry gets a warning from `-t` and at start.
 const EXPIRY_WARNING_DAYS: i64 = 14;
 
@@ -71,22 +90,11 @@ fn cert_spec(p: &mut Problems, at: &str, m: &Mapping) -> Option<CertSpec> {
     })
 }
 
-/// Loads one certificate for validation: refused when unreadable, mismatched or expired;
-/// a warning when it expires soon.
+/// Loads one certificate for validation (refused when unreadable, mismatched, expired or
+/// nameless, by the loader rotation uses too); a warning when it expires soon.
 fn check_cert(p: &mut Problems, at: &str, spec: &CertSpec) -> Option<CertEntry> {
     let e = CertEntry::load(spec).map_err(|e| p.add(at, e)).ok()?;
     let days = e.days_left(now_unix());
-    if e.not_after_unix <= now_unix() {
-        p.add(
-            at,
-            format!(
-                "certificate {} expired on {}; install a renewed one",
-                spec.cert.display(),
-                e.not_after
-            ),
-        );
-        return None;
-    }
     if days < EXPIRY_WARNING_DAYS {
         p.warn(
             at,
@@ -94,15 +102,6 @@ fn check_cert(p: &mut Problems, at: &str, spec: &CertSpec) -> Option<CertEntry> 
                 "certificate {} expires in {days} day(s), on {}; renew it",
                 spec.cert.display(),
                 e.not_after
-            ),
-        );
-    }
-    if e.names.is_empty() {
-        p.add(
-            at,
-            format!(
-                "certificate {} names no DNS host (no SAN, no CN); list `names:` for it",
-                spec.cert.display()
             ),
         );
     }
@@ -199,9 +198,19 @@ pub fn listener_tls(p: &mut Problems, at: &str, listener: &str, v: &Value) -> Op
                 "needs `client_ca` (and client_auth) to have a verified certificate to forward",
             );
         }
-        http::HeaderName::from_bytes(s.trim().as_bytes())
+        let name = http::HeaderName::from_bytes(s.trim().as_bytes())
             .map_err(|_| p.add(&fat, format!("`{s}` is not a valid header name")))
-            .ok()
+            .ok()?;
+        // The header is removed from every request on every listener: it must not be one
+        // that frames the request, routes it, or carries another credential.
+        if RESERVED_HEADERS.contains(&name.as_str()) || name.as_str().starts_with("proxy-") {
+            p.add(
+                &fat,
+                format!("`{name}` is a header the proxy or HTTP itself needs; use e.g. `X-Client-Cert`"),
+            );
+            return None;
+        }
+        Some(name)
     });
     let watch = r::opt(p, m, at, "watch", Some(Duration::from_secs(5)), |p, path, v| match v {
         Value::Bool(false) => Some(None),

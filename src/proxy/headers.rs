@@ -21,15 +21,17 @@ pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-poli
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
-/// Up to six headers to set, collected on the stack.
+/// Up to eight headers to set, collected on the stack (a request sets at most six today:
+/// X-Forwarded-For/-Proto/-Host, X-Request-Id, Host, the client certificate).
 #[derive(Default)]
 pub struct Additions {
-    items: [Option<(HeaderName, HeaderValue)>; 6],
+    items: [Option<(HeaderName, HeaderValue)>; 8],
     len: usize,
 }
 
 impl Additions {
     pub fn set(&mut self, name: HeaderName, value: HeaderValue) {
+        debug_assert!(self.len < self.items.len(), "Additions is full; raise its capacity");
         if let Some(slot) = self.items.get_mut(self.len) {
             *slot = Some((name, value));
             self.len += 1;

@@ -419,8 +419,19 @@ impl ProxyHttp for Scimitar {
         if let Some(host) = request_host(session.req_header()) {
             add.set(headers::X_FORWARDED_HOST, host);
         }
-        for h in &self.client_cert_headers {
-            up.remove_header(h);
+        if !self.client_cert_headers.is_empty() {
+            for h in &self.client_cert_headers {
+                up.remove_header(h);
+            }
+            let aliases: Vec<http::HeaderName> = up
+                .headers
+                .keys()
+                .filter(|k| policy::underscore_alias(k.as_str(), &self.client_cert_headers))
+                .cloned()
+                .collect();
+            for h in &aliases {
+                up.remove_header(h);
+            }
         }
         if tls {
             if let Some(info) = conn_info(session) {
@@ -434,8 +445,12 @@ impl ProxyHttp for Scimitar {
         }
         if let (Some(pool), Some(pick)) = (self.pool(ctx), ctx.pick) {
             if !pool.config.preserve_host {
-                let host = HeaderValue::try_from(pick.addr.to_string())
-                    .map_err(|e| Error::because(ErrorType::InternalError, "upstream host", e))?;
+                // A TLS pool's servers are named by its SNI (virtual hosts, SNI/Host checks).
+                let host = match pool.config.tls.as_ref().filter(|t| !t.sni.is_empty()) {
+                    Some(t) => HeaderValue::try_from(t.sni.as_str()),
+                    None => HeaderValue::try_from(pick.addr.to_string()),
+                }
+                .map_err(|e| Error::because(ErrorType::InternalError, "upstream host", e))?;
                 add.set(http::header::HOST, host);
             }
         }

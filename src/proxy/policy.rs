@@ -89,6 +89,20 @@ pub fn client_went_away(etype: &ErrorType, source: &ErrorSource) -> bool {
 }
 
 /// Whether a response status from the upstream counts as a server failure.
+/// Whether a request header is an underscore spelling of a protected one (`X_Client_Cert` for
+/// `x-client-cert`): CGI, WSGI, Rack and PHP servers read both as `HTTP_X_CLIENT_CERT`, so a
+/// client could smuggle an identity past the exact-name removal.
+pub fn underscore_alias(name: &str, protected: &[http::HeaderName]) -> bool {
+    name.contains('_')
+        && protected.iter().any(|p| {
+            let p = p.as_str();
+            p.len() == name.len()
+                && p.bytes()
+                    .zip(name.bytes())
+                    .all(|(a, b)| a == b.to_ascii_lowercase() || (a == b'-' && b == b'_'))
+        })
+}
+
 pub fn counts_as_failure(status: u16, count_5xx: bool) -> bool {
     count_5xx && matches!(status, 502..=504)
 }
@@ -150,6 +164,19 @@ fn ip_text(ip: IpAddr, buf: &mut [u8; 45]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn underscore_spellings_of_protected_headers_are_caught() {
+        let p = [http::HeaderName::from_static("x-client-cert")];
+        assert!(underscore_alias("x_client_cert", &p));
+        assert!(underscore_alias("x-client_cert", &p));
+        assert!(
+            !underscore_alias("x-client-cert", &p),
+            "the exact name is removed elsewhere"
+        );
+        assert!(!underscore_alias("x_client_certs", &p));
+        assert!(!underscore_alias("x_other_cert", &p));
+    }
     use crate::scim::Operation as O;
 
     #[test]

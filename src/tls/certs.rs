@@ -131,6 +131,21 @@ impl CertEntry {
             spec.names.iter().map(|n| n.to_ascii_lowercase()).collect()
         };
         let not_after_unix = unix_time(leaf.not_after())?;
+        // The same refusals at start-up, at `-t` and on rotation: an expired certificate or
+        // one that names no host is never swapped in.
+        if not_after_unix <= now_unix() {
+            return Err(format!(
+                "certificate {} expired on {}; install a renewed one",
+                spec.cert.display(),
+                leaf.not_after()
+            ));
+        }
+        if names.is_empty() {
+            return Err(format!(
+                "certificate {} names no DNS host (no SAN, no CN); list `names:` for it",
+                spec.cert.display()
+            ));
+        }
         Ok(CertEntry {
             spec: spec.clone(),
             names,

@@ -16,13 +16,17 @@ use pingora::services::background::BackgroundService;
 use super::certs::{now_unix, Material};
 use super::ListenerTls;
 
-/// (modified time in ns, size, inode) of a file, or `None` when it cannot be read.
-type Stamp = Option<(i128, u64, u64)>;
+/// (modified time, status-change time, size, inode) of a file (following symlinks, so a
+/// Kubernetes `..data` flip shows), or `None` when it cannot be read. The change time catches
+/// in-place rewrites that keep the modified time (`cp -p`, `rsync -t --inplace`).
+type Stamp = Option<(i128, i128, u64, u64)>;
 
 fn stamp(p: &PathBuf) -> Stamp {
     let m = std::fs::metadata(p).ok()?;
+    let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
     Some((
-        i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        ns(m.mtime(), m.mtime_nsec()),
+        ns(m.ctime(), m.ctime_nsec()),
         m.len(),
         m.ino(),
     ))
