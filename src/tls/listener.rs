@@ -98,6 +98,8 @@ impl TlsAccept for Resolver {
         let mut verified = self.mtls && ssl.verify_result() == openssl::x509::X509VerifyResult::OK;
         if verified && ssl.session_reused() {
             let m = self.material.load();
+            // `time()` is a time_t or a long depending on the OpenSSL linked.
+            #[allow(clippy::unnecessary_cast)]
             let born = ssl.session().map_or(i64::MIN, |s| s.time() as i64);
             // Seconds are coarse: a session from the second of a reload is checked too.
             if born <= m.since_unix {
