@@ -15,6 +15,7 @@ use pingora::apps::HttpServerOptions;
 use crate::admin::Admin;
 use crate::cache::Cache;
 use crate::config::{Config, Listener, Protocol};
+use crate::h2c::H2cGate;
 use crate::keys::KeyHasher;
 use crate::proxy::Scimitar;
 use crate::ratelimit::{Housekeeping, Limiter, RedisStore};
@@ -22,6 +23,10 @@ use crate::routing::Router;
 use crate::tls::listener::HandshakeStats;
 use crate::tls::rotate::{Rotation, Watched, Watcher};
 use crate::upstream::{HealthService, Pool};
+
+/// How long an h2c listener waits for a connection's first bytes before treating it as an
+/// (idle) HTTP/1 connection.
+const H2C_PREFACE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Builds the pools (static discovery resolves once, before any service starts).
 pub fn build_pools(cfg: &Config) -> Result<Vec<Arc<Pool>>, String> {
@@ -86,27 +91,24 @@ pub fn run(mut opt: Opt, cfg: Config) -> Result<(), String> {
         client_cert_headers: client_cert_headers.clone(),
     };
     let edge = Edge::new(&listeners);
-    // h2c is a per-service switch in Pingora (it peeks every plaintext connection for the
-    // preface), so prior-knowledge h2c listeners get a service of their own.
-    for h2c in [false, true] {
-        let group: Vec<_> = listeners
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.protocol == Protocol::Http && (l.tls.is_none() && l.http2) == h2c)
-            .collect();
-        if group.is_empty() {
-            continue;
-        }
-        let name = if h2c { "scimitar-h2c" } else { "scimitar" };
-        let mut proxy = http_proxy_service_with_name(&server.configuration, app(), name);
-        if h2c {
-            let mut o = HttpServerOptions::default();
-            o.h2c = true;
-            if let Some(a) = proxy.app_logic_mut() {
-                a.server_options = Some(o);
-            }
-        }
-        for (i, l) in group {
+    let describe = |l: &Listener| {
+        log::info!(
+            "listener {} on {} ({}{})",
+            l.name,
+            l.address,
+            if l.tls.is_some() { "https" } else { "http" },
+            if l.http2 { ", HTTP/2" } else { "" }
+        );
+    };
+    let is_h2c = |l: &Listener| l.protocol == Protocol::Http && l.tls.is_none() && l.http2;
+    let main: Vec<_> = listeners
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.protocol == Protocol::Http && !is_h2c(l))
+        .collect();
+    if !main.is_empty() {
+        let mut proxy = http_proxy_service_with_name(&server.configuration, app(), "scimitar");
+        for (i, l) in main {
             match &l.tls {
                 None => proxy.add_tcp(&l.address),
                 Some(tls) => {
@@ -114,15 +116,29 @@ pub fn run(mut opt: Opt, cfg: Config) -> Result<(), String> {
                     proxy.add_tls_with_settings(&l.address, None, settings);
                 }
             }
-            log::info!(
-                "listener {} on {} ({}{})",
-                l.name,
-                l.address,
-                if l.tls.is_some() { "https" } else { "http" },
-                if l.http2 { ", HTTP/2" } else { "" }
-            );
+            describe(l);
         }
         server.add_service(proxy);
+    }
+    // h2c is a per-service switch in Pingora, and its preface peek has no deadline: h2c
+    // listeners get a gate in front of two copies of the proxy (HTTP/1 and h2c).
+    let h2c: Vec<_> = listeners.iter().filter(|l| is_h2c(l)).collect();
+    if !h2c.is_empty() {
+        let mut o = HttpServerOptions::default();
+        o.h2c = true;
+        let mut h2 = pingora::proxy::http_proxy(&server.configuration, app());
+        h2.server_options = Some(o);
+        let gate = H2cGate {
+            h1: Arc::new(pingora::proxy::http_proxy(&server.configuration, app())),
+            h2c: Arc::new(h2),
+            wait: H2C_PREFACE_WAIT,
+        };
+        let mut svc = Service::new("scimitar-h2c".to_string(), gate);
+        for l in h2c {
+            svc.add_tcp(&l.address);
+            describe(l);
+        }
+        server.add_service(svc);
     }
 
     let mut l4 = Vec::new();

@@ -18,6 +18,7 @@
 //! - [`proxy`]: the thin Pingora `ProxyHttp` glue and its pure policies (retries, errors);
 //!   one glue file per concern (cache, limits, per-server slots, header writes).
 //! - [`tls`]: the TLS edge — certificates by SNI, mTLS identity, rotation, upstream TLS.
+//! - [`h2c`]: prior-knowledge HTTP/2 on plaintext listeners, without Pingora's preface stall.
 //! - [`l4`]: `protocol: tcp` listeners — raw TCP (or terminated TLS) forwarded to a pool.
 //! - [`admin`]: `/healthz` and `/status` on the admin listener.
 //! - [`app`]: wires services together and boots Pingora; `main.rs` is the CLI.
@@ -28,6 +29,7 @@ pub mod affinity;
 pub mod app;
 pub mod cache;
 pub mod config;
+pub mod h2c;
 pub mod keys;
 pub mod l4;
 pub mod overload;

@@ -252,6 +252,20 @@ fn http2_by_alpn_and_h2c_by_prior_knowledge() {
         &format!("http://127.0.0.1:{h2c_port}/v2/ServiceProviderConfig"),
     );
     assert_eq!((r.http_version.as_str(), r.status), ("1.1", 200));
+    // A request shorter than the 24-byte preface is answered at once (Pingora alone would wait
+    // for 24 bytes forever), and keep-alive works across the preface check.
+    let mut s = std::net::TcpStream::connect(addr(h2c_port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    std::io::Write::write_all(&mut s, b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut s, &mut answer).expect("an answer, not a stall");
+    assert!(answer.contains(" 404 "), "{answer}");
+    let mut s = std::net::TcpStream::connect(addr(h2c_port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for _ in 0..2 {
+        let r = common::client::exchange(&mut s, "x", "GET", "/v2/ServiceProviderConfig", &[], None, false).unwrap();
+        assert_eq!(r.status, 200);
+    }
 }
 
 fn mtls_proxy(pki: &Pki, up: &TestUpstream, auth: &str, port: u16) -> Proxy {
