@@ -6,6 +6,7 @@
 # library nginx uses), so handshake costs compare like for like.
 #
 # Scenarios (SCENARIOS overrides the list):
+# Handshake scenarios run HS_CLIENTS s_time processes at once (all on core 0) and add them up.
 #   hs-new-<1.2|1.3>-<rsa|ec>   full handshakes, no request: `openssl s_time -new` (no session
 #                               reuse by the client), the connection is closed after the handshake
 #   get-new-<ver>-<key>         full handshake + one proxied HTTP/1.0 GET per connection (s_time -new -www)
@@ -24,6 +25,7 @@ cd "$(dirname "$0")/.."
 . benches/lib.sh
 RUNS=${RUNS:-3}
 DUR=${DUR:-4}
+HS_CLIENTS=${HS_CLIENTS:-3} # parallel s_time clients: one alone waits on every round trip and leaves the proxy idle
 OUT=${OUT:-bench-results}
 SYS_TARGET=${SYS_TARGET:-target/sysssl}
 T=$OUT/tmp
@@ -71,7 +73,8 @@ NGINX_BIN=$(command -v nginx)
 [ -n "$(libssl_of "$BIN_SYSTEM")" ] || { echo "$BIN_SYSTEM does not link the system libssl" >&2; exit 1; }
 
 pids=()
-cleanup() { stop_all "${pids[@]}"; }
+cpids=()
+cleanup() { stop_all "${pids[@]}" "${cpids[@]}"; }
 trap cleanup EXIT INT TERM
 
 make_cert rsa
@@ -132,7 +135,7 @@ URL_PATH=/scim/v2/Users/2819c223-7f76-453a-919d-413861904646
 # What each listener negotiates with a default client (no SNI, as s_time): protocol, cipher, group.
 for t in "${TARGETS[@]}"; do for k in rsa ec; do
   port=$([ "$k" = rsa ] && echo "${RSA[$t]}" || echo "${EC[$t]}")
-  s=$(timeout 10 openssl s_client -connect "127.0.0.1:$port" -noservername -alpn h2,http/1.1 </dev/null 2>&1 || true)
+  s=$(timeout 10 openssl s_client -connect "127.0.0.1:$port" -noservername -alpn h2,http/1.1 </dev/null 2>&1 | tr -d '\0' || true)
   printf '%s %s: %s, %s, %s, ALPN %s\n' "$t" "$k" \
     "$(grep -m1 -oE 'New, [^,]+, Cipher is [^ ]+' <<<"$s")" \
     "$(grep -m1 -oE 'Server Temp Key: [^ ]+' <<<"$s")" \
@@ -181,8 +184,14 @@ run() { # target scenario run
       local t0 t1
       before=$(ticks "$pid")
       t0=$(date +%s.%N)
-      out=$($LOAD timeout "$BOUND" openssl s_time "${args[@]}" 2>&1 || true)
+      cpids=()
+      for c in $(seq 1 "$HS_CLIENTS"); do
+        $LOAD timeout "$BOUND" openssl s_time "${args[@]}" >"$T/s_time-$c.out" 2>&1 &
+        cpids+=($!)
+      done
+      wait "${cpids[@]}" || true
       t1=$(date +%s.%N)
+      out=$(for c in $(seq 1 "$HS_CLIENTS"); do cat "$T/s_time-$c.out"; done)
       after=$(ticks "$pid")
       local parsed
       parsed=$(python3 - "$out" "$t0" "$t1" <<'PY'
@@ -190,8 +199,9 @@ import json, re, sys
 out, t0, t1 = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 m = re.findall(r"(\d+) connections in \d+ real seconds, (\d+) bytes read per connection", out)
 marks = "".join(re.findall(r"^[r*t3]+", out, re.M))
-n, b = m[-1] if m else ("0", "0")
-print(n, t1 - t0, json.dumps({"bytes_per_conn": int(b), "reused": marks.count("r"), "full": marks.count("*")}))
+n = sum(int(c) for c, _ in m)
+b = min((int(b) for _, b in m), default=0)
+print(n, t1 - t0, json.dumps({"clients": len(m), "bytes_per_conn": b, "reused": marks.count("r"), "full": marks.count("*")}))
 PY
 )
       local n secs extra
