@@ -7,7 +7,7 @@ APT_PKGS := cmake pkg-config libssl-dev redis-server
 PY_REQS  := scim2-server==0.8.3 scim2-tester==0.5.2 scim2-client==0.13.2 scim2-models==0.12.3 httpx2==2.16.2
 CARGO    ?= cargo
 
-.PHONY: all deps sysdeps venv build release run run-tls test lint fmt check clean bench bench-micro bench-instructions bench-macro bench-goodput
+.PHONY: all deps sysdeps venv build release run run-tls test lint fmt check clean bench bench-micro bench-instructions bench-macro bench-goodput bench-tls
 
 all: build
 
@@ -43,8 +43,8 @@ test: deps lint
 	set -o pipefail; SCIMITAR_VENV=$(abspath $(VENV)) $(CARGO) test --lib --bins --tests --benches -- --nocapture 2>&1 | tee target/test.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "total: %d passed, %d failed\n", p, f}' target/test.log
 
-## make bench: micro (criterion), macro (vs nginx, HAProxy, bare Pingora), SCIM goodput — see benches/README.md
-bench: bench-micro bench-instructions bench-macro bench-goodput
+## make bench: micro (criterion), macro (vs nginx, HAProxy, bare Pingora), SCIM goodput, TLS (vs nginx) — see benches/README.md
+bench: bench-micro bench-instructions bench-macro bench-goodput bench-tls
 
 bench-micro: sysdeps
 	$(CARGO) bench --bench micro -- --warm-up-time 1 --measurement-time 2
@@ -57,6 +57,9 @@ bench-macro: sysdeps
 
 bench-goodput: deps
 	benches/goodput.sh
+
+bench-tls: sysdeps
+	benches/tls.sh
 
 lint: sysdeps
 	$(CARGO) fmt --check

@@ -14,7 +14,8 @@ stop_all() {
   for p in "$@"; do kill -9 "$p" 2>/dev/null || true; done
 }
 
-wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+# `wait_port PORT [TRIES]`: up to TRIES × 0.1 s (default 10 s; valgrind start-up on a busy machine needs more).
+wait_port() { for _ in $(seq 1 "${2:-100}"); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
 # Load generator on core 0; proxies and upstreams on core 1 (when there are two cores).
 if [ "$(nproc)" -ge 2 ]; then LOAD="taskset -c 0"; SERVE="taskset -c 1"; else LOAD=""; SERVE=""; fi
@@ -83,4 +84,43 @@ Y
 # Connections the kernel dropped because a listener's accept queue was full (all listeners).
 listen_overflows() {
   awk '/^TcpExt:/ { if (!h) { for (i = 1; i <= NF; i++) n[i] = $i; h = 1 } else { for (i = 1; i <= NF; i++) if (n[i] == "ListenOverflows") print $i } }' /proc/net/netstat
+}
+
+# A CA and a leaf for CN/SAN bench.test, made fresh (no key is ever committed): `make_cert rsa|ec`
+# → $T/<kind>.pem (leaf, then the CA: a leaf-then-chain file) and $T/<kind>.key.
+make_cert() {
+  local kind=$1 newkey
+  case $kind in
+    rsa) newkey=(-newkey rsa:2048) ;;
+    ec) newkey=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1) ;;
+    *) echo "make_cert: rsa or ec" >&2; return 1 ;;
+  esac
+  openssl req -x509 "${newkey[@]}" -nodes -days 400 -subj "/CN=bench $kind CA" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
+    -keyout "$T/$kind-ca.key" -out "$T/$kind-ca.pem" 2>/dev/null
+  openssl req -new "${newkey[@]}" -nodes -subj /CN=bench.test -keyout "$T/$kind.key" -out "$T/$kind.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:bench.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$T/$kind.ext"
+  openssl x509 -req -in "$T/$kind.csr" -CA "$T/$kind-ca.pem" -CAkey "$T/$kind-ca.key" -CAcreateserial \
+    -days 400 -extfile "$T/$kind.ext" -out "$T/$kind-leaf.pem" 2>/dev/null
+  cat "$T/$kind-leaf.pem" "$T/$kind-ca.pem" >"$T/$kind.pem"
+}
+
+# scimitar_conf's YAML with TLS listeners next to its plaintext one (file watching off):
+# `scimitar_conf 18300 18305 off | add_tls_listeners 18300 rsa:18310 ec:18320` — each NAME:PORT
+# uses the make_cert files of that name.
+add_tls_listeners() {
+  local plain=$1 conf old new spec
+  shift
+  conf=$(cat)
+  old="listeners: [{name: main, address: \"127.0.0.1:$plain\"}]"
+  new="listeners:
+  - {name: main, address: \"127.0.0.1:$plain\"}"
+  for spec in "$@"; do
+    new+="
+  - name: ${spec%%:*}
+    address: \"127.0.0.1:${spec##*:}\"
+    tls: {cert: $PWD/$T/${spec%%:*}.pem, key: $PWD/$T/${spec%%:*}.key, watch: 0s}"
+  done
+  [[ $conf == *"$old"* ]] || { echo "add_tls_listeners: no plaintext listener on $plain" >&2; return 1; }
+  printf '%s\n' "${conf/"$old"/"$new"}"
 }

@@ -88,7 +88,6 @@ pub fn client_went_away(etype: &ErrorType, source: &ErrorSource) -> bool {
         )
 }
 
-/// Whether a response status from the upstream counts as a server failure.
 /// Whether a request header is an underscore spelling of a protected one (`X_Client_Cert` for
 /// `x-client-cert`): CGI, WSGI, Rack and PHP servers read both as `HTTP_X_CLIENT_CERT`, so a
 /// client could smuggle an identity past the exact-name removal.
@@ -103,6 +102,7 @@ pub fn underscore_alias(name: &str, protected: &[http::HeaderName]) -> bool {
         })
 }
 
+/// Whether a response status from the upstream counts as a server failure.
 pub fn counts_as_failure(status: u16, count_5xx: bool) -> bool {
     count_5xx && matches!(status, 502..=504)
 }
