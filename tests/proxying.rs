@@ -124,6 +124,17 @@ fn forwarded_headers_request_id_and_normalised_paths_reach_the_upstream() {
         "the client hop is appended"
     );
 
+    // An HTTP/1.0 request without Host still reaches an HTTP/1.1 upstream with one.
+    let mut s = std::net::TcpStream::connect(px.addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    std::io::Write::write_all(&mut s, b"GET /scim/v2/Users HTTP/1.0\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+    let echo: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(echo["headers"]["host"], up.addr.to_string(), "{text}");
+
     // The upstream sees the normalised path the route decision was made on, query intact.
     let r = px.get("/scim//v2/Groups/../Users/./abc?count=1");
     assert_eq!(r.json()["target"], "/scim/v2/Users/abc?count=1");

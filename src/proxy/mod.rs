@@ -416,8 +416,9 @@ impl ProxyHttp for Scimitar {
             headers::X_FORWARDED_PROTO,
             HeaderValue::from_static(if tls { "https" } else { "http" }),
         );
-        if let Some(host) = request_host(session.req_header()) {
-            add.set(headers::X_FORWARDED_HOST, host);
+        let client_host = request_host(session.req_header());
+        if let Some(host) = &client_host {
+            add.set(headers::X_FORWARDED_HOST, host.clone());
         }
         if !self.client_cert_headers.is_empty() {
             for h in &self.client_cert_headers {
@@ -444,7 +445,8 @@ impl ProxyHttp for Scimitar {
             add.set(headers::X_REQUEST_ID, id.clone());
         }
         if let (Some(pool), Some(pick)) = (self.pool(ctx), ctx.pick) {
-            if !pool.config.preserve_host {
+            // An HTTP/1.0 request may come without a Host; upstreams speaking HTTP/1.1 need one.
+            if !pool.config.preserve_host || client_host.is_none() {
                 // A TLS pool's servers are named by its SNI (virtual hosts, SNI/Host checks).
                 let host = match pool.config.tls.as_ref().filter(|t| !t.sni.is_empty()) {
                     Some(t) => HeaderValue::try_from(t.sni.as_str()),

@@ -79,12 +79,13 @@ pub fn status_for(etype: &ErrorType, source: &ErrorSource) -> u16 {
     }
 }
 
-/// The client closed or reset its connection: nobody is left to answer.
+/// The client closed or reset its connection (on HTTP/2: its stream or the connection, which
+/// Pingora reports as an `H2Error` per stream in flight): nobody is left to answer.
 pub fn client_went_away(etype: &ErrorType, source: &ErrorSource) -> bool {
     *source == ErrorSource::Downstream
         && matches!(
             etype,
-            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError | ErrorType::H2Error
         )
 }
 
@@ -225,6 +226,8 @@ mod tests {
         assert!(!counts_as_failure(503, false));
         assert!(client_went_away(&ErrorType::ConnectionClosed, &ErrorSource::Downstream));
         assert!(!client_went_away(&ErrorType::ConnectionClosed, &ErrorSource::Upstream));
+        assert!(client_went_away(&ErrorType::H2Error, &ErrorSource::Downstream));
+        assert!(!client_went_away(&ErrorType::H2Error, &ErrorSource::Upstream));
     }
 
     #[test]
