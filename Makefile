@@ -3,7 +3,7 @@
 
 SHELL    := /bin/bash
 VENV     ?= .venv
-APT_PKGS := cmake pkg-config libssl-dev redis-server
+APT_PKGS := cmake pkg-config libssl-dev redis-server curl openssl
 PY_REQS  := scim2-server==0.8.3 scim2-tester==0.5.2 scim2-client==0.13.2 scim2-models==0.12.3 httpx2==2.16.2
 CARGO    ?= cargo
 
