@@ -76,11 +76,16 @@ pub fn run(mut opt: Opt, cfg: Config) -> Result<(), String> {
     let cache = cache.map(|c| Arc::new(Cache::new(c, hasher.derive(0xca))));
     // Client-certificate headers are removed from every request on every listener (a client on
     // a plaintext listener must not be able to claim an identity either).
-    let mut client_cert_headers: Vec<http::HeaderName> = listeners
+    let mut client_cert_headers: Vec<http::HeaderName> = Vec::new();
+    for h in listeners
         .iter()
         .filter_map(|l| l.tls.as_ref()?.forward_client_cert.clone())
-        .collect();
-    client_cert_headers.dedup();
+    {
+        // Listeners that share a header name strip it once.
+        if !client_cert_headers.contains(&h) {
+            client_cert_headers.push(h);
+        }
+    }
     let app = || Scimitar {
         router: Router::new(routes.clone()),
         pools: pools.clone(),
