@@ -124,3 +124,20 @@ add_tls_listeners() {
   [[ $conf == *"$old"* ]] || { echo "add_tls_listeners: no plaintext listener on $plain" >&2; return 1; }
   printf '%s\n' "${conf/"$old"/"$new"}"
 }
+
+# The head of an nginx proxy config shared by macro.sh and tls.sh: one worker, no access log,
+# pooled keep-alive to the UP upstreams as `upstream u`, and an open `http {` block the caller
+# finishes with its servers. Needs T (scratch dir) and UP; $1 names the pid and error files.
+nginx_proxy_head() {
+  cat <<NGX
+worker_processes 1;
+daemon off;
+pid $PWD/$T/$1.pid;
+error_log $PWD/$T/$1.err warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream u { $(for p in "${UP[@]}"; do printf 'server 127.0.0.1:%s; ' "$p"; done) keepalive 1024; keepalive_requests 1000000; }
+NGX
+}

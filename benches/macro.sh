@@ -33,22 +33,14 @@ RUST_LOG=$SCIMITAR_LOG $SERVE target/release/scimitar -c "$T/on.yaml" 2>"$T/on.l
 RUST_LOG=$SCIMITAR_LOG $SERVE target/release/scimitar -c "$T/off.yaml" 2>"$T/off.log" & pids+=($!); PID_OFF=$!
 RUST_LOG=warn $SERVE target/release/examples/bare_pingora 127.0.0.1:18092 1 4096 "${UP[@]/#/127.0.0.1:}" 2>"$T/bare.log" & pids+=($!); PID_BARE=$!
 
-cat >"$T/nginx-proxy.conf" <<NGX
-worker_processes 1;
-daemon off;
-pid $PWD/$T/nginx-proxy.pid;
-error_log $PWD/$T/nginx-proxy.err warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  upstream u { $(for p in "${UP[@]}"; do printf 'server 127.0.0.1:%s; ' "$p"; done) keepalive 1024; keepalive_requests 1000000; }
+{ nginx_proxy_head nginx-proxy; cat <<NGX
   server {
     listen 127.0.0.1:18093;
     location / { proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }
 }
 NGX
+} >"$T/nginx-proxy.conf"
 $SERVE nginx -c "$PWD/$T/nginx-proxy.conf" -e "$PWD/$T/nginx-proxy.err" & pids+=($!); PID_NGINX=$!
 
 cat >"$T/haproxy.cfg" <<HAP

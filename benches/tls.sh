@@ -103,16 +103,7 @@ RUST_LOG=$SCIMITAR_LOG $SERVE "$BIN_SYSTEM" -c "$T/tls-system.yaml" 2>"$T/tls-sy
 # tickets, 2 h session lifetime.
 MOZ_CIPHERS=ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384
 LOC='location / { proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection ""; }'
-cat >"$T/tls-nginx.conf" <<NGX
-worker_processes 1;
-daemon off;
-pid $PWD/$T/tls-nginx.pid;
-error_log $PWD/$T/tls-nginx.err warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  upstream u { $(for p in "${UP[@]}"; do printf 'server 127.0.0.1:%s; ' "$p"; done) keepalive 1024; keepalive_requests 1000000; }
+{ nginx_proxy_head tls-nginx; cat <<NGX
   ssl_protocols TLSv1.2 TLSv1.3;
   ssl_ciphers $MOZ_CIPHERS;
   ssl_prefer_server_ciphers off;
@@ -124,6 +115,7 @@ http {
   server { listen 127.0.0.1:${EC[nginx]} ssl http2; ssl_certificate $PWD/$T/ec.pem; ssl_certificate_key $PWD/$T/ec.key; $LOC }
 }
 NGX
+} >"$T/tls-nginx.conf"
 $SERVE nginx -c "$PWD/$T/tls-nginx.conf" -e "$PWD/$T/tls-nginx.err" & pids+=($!); PID_NGINX=$!
 
 for t in vendored system nginx; do for p in "${PLAIN[$t]}" "${RSA[$t]}" "${EC[$t]}"; do wait_port "$p"; done; done

@@ -303,14 +303,13 @@ fn listeners(p: &mut Problems, top: &Mapping, pools: &[PoolConfig]) -> Vec<Liste
             seen.push(a);
         }
         let protocol = r::opt(p, m, &at, "protocol", Protocol::Http, |p, path, v| {
-            match r::string(p, path, v)?.as_str() {
-                "http" => Some(Protocol::Http),
-                "tcp" => Some(Protocol::Tcp),
-                other => {
-                    p.add(path, format!("`{other}` is not a protocol; use http or tcp"));
-                    None
-                }
-            }
+            r::choice(
+                p,
+                path,
+                v,
+                "protocol",
+                &[("http", Protocol::Http), ("tcp", Protocol::Tcp)],
+            )
         });
         let tls = r::get(m, "tls").and_then(|v| super::tls::listener_tls(p, &join(&at, "tls"), &name, v));
         let tls_given = r::get(m, "tls").is_some();
@@ -515,24 +514,13 @@ fn pool(p: &mut Problems, at: &str, name: &str, v: &Value) -> Option<PoolConfig>
     )
     .map(|list| servers(p, &join(at, "servers"), list))
     .unwrap_or_default();
-    let selection = r::opt(
-        p,
-        m,
-        at,
-        "selection",
-        Selection::RoundRobin,
-        |p, path, v| match r::string(p, path, v)?.as_str() {
-            "round_robin" => Some(Selection::RoundRobin),
-            "consistent" => Some(Selection::Consistent),
-            other => {
-                p.add(
-                    path,
-                    format!("`{other}` is not a selection; use round_robin or consistent"),
-                );
-                None
-            }
-        },
-    );
+    let selection = r::opt(p, m, at, "selection", Selection::RoundRobin, |p, path, v| {
+        let options = [
+            ("round_robin", Selection::RoundRobin),
+            ("consistent", Selection::Consistent),
+        ];
+        r::choice(p, path, v, "selection", &options)
+    });
     let health_check = r::get(m, "health_check").and_then(|v| health(p, &join(at, "health_check"), v));
     let passive = r::get(m, "passive")
         .and_then(|v| passive(p, &join(at, "passive"), v))
@@ -644,14 +632,13 @@ fn servers(p: &mut Problems, at: &str, list: &[Value]) -> Vec<ServerAddr> {
 fn health(p: &mut Problems, at: &str, v: &Value) -> Option<HealthCheck> {
     let m = r::map(p, at, v, HEALTH)?;
     let kind = r::opt(p, m, at, "type", ProbeKind::Http, |p, path, v| {
-        match r::string(p, path, v)?.as_str() {
-            "http" => Some(ProbeKind::Http),
-            "tcp" => Some(ProbeKind::Tcp),
-            other => {
-                p.add(path, format!("`{other}` is not a health check type; use http or tcp"));
-                None
-            }
-        }
+        r::choice(
+            p,
+            path,
+            v,
+            "health check type",
+            &[("http", ProbeKind::Http), ("tcp", ProbeKind::Tcp)],
+        )
     });
     let path = match kind {
         ProbeKind::Http => r::req(

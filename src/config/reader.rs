@@ -143,6 +143,21 @@ pub fn boolean(p: &mut Problems, path: &str, v: &Value) -> Option<bool> {
     }
 }
 
+/// One word of a closed set, mapped to its value; any other word is named with the choices.
+pub fn choice<T: Copy>(p: &mut Problems, path: &str, v: &Value, what: &str, options: &[(&str, T)]) -> Option<T> {
+    let s = string(p, path, v)?;
+    if let Some((_, t)) = options.iter().find(|(word, _)| *word == s) {
+        return Some(*t);
+    }
+    let words: Vec<&str> = options.iter().map(|(w, _)| *w).collect();
+    let list = match words.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => words.join(""),
+    };
+    p.add(path, format!("`{s}` is not a {what}; use {list}"));
+    None
+}
+
 pub fn duration(p: &mut Problems, path: &str, v: &Value) -> Option<Duration> {
     let s = string(p, path, v)?;
     units::parse_duration(&s).map_err(|e| p.add(path, e)).ok()

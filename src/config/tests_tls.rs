@@ -278,3 +278,18 @@ fn the_shipped_tls_example_is_valid() {
         panic!("conf/tls-edge.yaml: {:#?}", p.0);
     }
 }
+
+#[test]
+fn unknown_protocol_and_probe_type_words_list_the_choices() {
+    let got = build(&with_listener(
+        "  - name: raw\n    address: 127.0.0.1:9000\n    protocol: udp\n",
+        "    health_check: {type: icmp}\n",
+    ))
+    .unwrap_err();
+    for want in [
+        "listeners[1].protocol: `udp` is not a protocol; use http or tcp",
+        "upstreams.scim.health_check.type: `icmp` is not a health check type; use http or tcp",
+    ] {
+        assert!(got.iter().any(|g| g == want), "want {want}: {got:#?}");
+    }
+}

@@ -10,8 +10,7 @@ use pingora::protocols::Stream;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::Stats;
-use crate::config::Selection;
-use crate::upstream::{bit, Pick, Pool};
+use crate::upstream::{bit, Pool};
 
 /// A connected server, with its `max_conns` slot held for the connection's life.
 pub struct Upstream {
@@ -34,7 +33,7 @@ pub async fn connect(pool: &Pool, connector: &TransportConnector, key: &[u8], st
             );
             return None;
         };
-        let Some((pick, slot)) = take_slot(pool, pick, key, tried).await else {
+        let Some((pick, slot)) = pool.take_slot(pick, key, tried).await else {
             log::warn!(
                 "listener {}: server {} of upstream {} stayed at its max_conns for {:?}; closing the client",
                 st.name,
@@ -63,23 +62,4 @@ pub async fn connect(pool: &Pool, connector: &TransportConnector, key: &[u8], st
         }
     }
     None
-}
-
-/// A slot on the picked server; a round-robin pool first tries its other servers, while a
-/// consistent pool waits for the picked one (stickiness is the point of choosing it).
-async fn take_slot(pool: &Pool, pick: Pick, key: &[u8], tried: u64) -> Option<(Pick, Option<OwnedSemaphorePermit>)> {
-    if let Ok(slot) = pool.try_slot(pick.index) {
-        return Some((pick, slot));
-    }
-    if pool.config.selection == Selection::RoundRobin {
-        // Each turn sets one more bit of at most 64, so this ends.
-        let mut full = tried | bit(pick.index);
-        while let Ok(other) = pool.select(key, full) {
-            if let Ok(slot) = pool.try_slot(other.index) {
-                return Some((other, slot));
-            }
-            full |= bit(other.index);
-        }
-    }
-    pool.wait_slot(pick.index).await.map(|s| (pick, Some(s)))
 }

@@ -95,9 +95,7 @@ impl Scimitar {
             accept_encoding: get(header::ACCEPT_ENCODING),
             key_headers: &cfg.key_headers,
             headers: Some(h),
-            client_cert: super::conn_info(session)
-                .and_then(|c| c.client.as_ref())
-                .map(|c| &c.fingerprint[..]),
+            client_cert: super::client_fingerprint(session),
         }
     }
 

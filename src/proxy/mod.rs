@@ -51,6 +51,11 @@ pub fn conn_info(session: &Session) -> Option<&ConnInfo> {
     session.digest()?.ssl_digest.as_ref()?.extension.get::<ConnInfo>()
 }
 
+/// The verified client certificate's fingerprint: the `client_cert` key and cache credential.
+pub fn client_fingerprint(session: &Session) -> Option<&[u8]> {
+    conn_info(session)?.client.as_ref().map(|c| &c.fingerprint[..])
+}
+
 /// Whether the client reached us over TLS.
 fn is_tls(session: &Session) -> bool {
     session.digest().is_some_and(|d| d.ssl_digest.is_some())
@@ -158,9 +163,7 @@ impl Scimitar {
             headers: &req.headers,
             id: m.view.id.map(|s| s.of(path(session, ctx)).as_bytes()),
             class: m.view.class,
-            client_cert: conn_info(session)
-                .and_then(|c| c.client.as_ref())
-                .map(|c| &c.fingerprint[..]),
+            client_cert: client_fingerprint(session),
         }
     }
 }

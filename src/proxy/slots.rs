@@ -5,48 +5,29 @@
 use pingora::{Error, ErrorType, Result};
 
 use super::{Ctx, Scimitar};
-use crate::config::Selection;
 use crate::scim::error::ScimError;
-use crate::upstream::{bit, Pick, Pool};
+use crate::upstream::{Pick, Pool};
 
 impl Scimitar {
-    /// A slot on the picked server; a round-robin pool first tries its other servers, while
-    /// a consistent pool waits for the picked one (it holds the key's writes).
+    /// A slot on the picked server or, in a round-robin pool, on another free one
+    /// ([`Pool::take_slot`]); past the pool's `queue_timeout` a 503 with `Retry-After`.
     pub(super) async fn take_slot(&self, pool: &Pool, pick: Pick, ctx: &mut Ctx, key: &[u8]) -> Result<Pick> {
-        if let Ok(slot) = pool.try_slot(pick.index) {
+        if let Some((got, slot)) = pool.take_slot(pick, key, ctx.tried).await {
             ctx.server_slot = slot;
-            return Ok(pick);
+            return Ok(got);
         }
-        if pool.config.selection == Selection::RoundRobin {
-            let mut full = ctx.tried | bit(pick.index);
-            while let Ok(other) = pool.select(key, full) {
-                if let Ok(slot) = pool.try_slot(other.index) {
-                    ctx.server_slot = slot;
-                    return Ok(other);
-                }
-                full |= bit(other.index);
-            }
-        }
-        match pool.wait_slot(pick.index).await {
-            Some(slot) => {
-                ctx.server_slot = Some(slot);
-                Ok(pick)
-            }
-            None => {
-                let wait = pool.config.conn_wait;
-                ctx.error = Some(
-                    ScimError::new(
-                        503,
-                        format!(
-                            "server {} of upstream `{}` stayed at its max_conns for {wait:?}",
-                            pick.addr,
-                            pool.name()
-                        ),
-                    )
-                    .retry_after(crate::scim::error::retry_after_secs(wait)),
-                );
-                Error::e_explain(ErrorType::HTTPStatus(503), "server at max_conns")
-            }
-        }
+        let wait = pool.config.conn_wait;
+        ctx.error = Some(
+            ScimError::new(
+                503,
+                format!(
+                    "server {} of upstream `{}` stayed at its max_conns for {wait:?}",
+                    pick.addr,
+                    pool.name()
+                ),
+            )
+            .retry_after(crate::scim::error::retry_after_secs(wait)),
+        );
+        Error::e_explain(ErrorType::HTTPStatus(503), "server at max_conns")
     }
 }

@@ -50,6 +50,16 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))
 }
 
+/// The certificates of a PEM CA bundle (`what` names it in errors); an empty one is an error.
+pub fn read_bundle(path: &Path, what: &str) -> Result<Vec<X509>, String> {
+    let pem = read(path, what)?;
+    let certs = X509::stack_from_pem(&pem).map_err(|e| format!("{} is not a PEM CA bundle ({e})", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(certs)
+}
+
 /// Unix time of an ASN.1 time (OpenSSL gives differences, not epochs).
 pub fn unix_time(t: &Asn1TimeRef) -> Result<i64, String> {
     let epoch = Asn1Time::from_unix(0).map_err(|e| e.to_string())?;
@@ -253,12 +263,7 @@ impl std::fmt::Debug for ClientCa {
 
 impl ClientCa {
     pub fn load(path: &Path) -> Result<Self, String> {
-        let pem = read(path, "client CA bundle")?;
-        let certs =
-            X509::stack_from_pem(&pem).map_err(|e| format!("{} is not a PEM CA bundle ({e})", path.display()))?;
-        if certs.is_empty() {
-            return Err(format!("{} holds no PEM certificate", path.display()));
-        }
+        let certs = read_bundle(path, "client CA bundle")?;
         let mut b = X509StoreBuilder::new().map_err(|e| e.to_string())?;
         // Re-verification of resumed sessions checks the client purpose, as the handshake does.
         b.set_purpose(openssl::x509::X509PurposeId::SSL_CLIENT)

@@ -18,11 +18,7 @@ const H2_STREAMS: usize = 100;
 
 /// Loads a CA bundle for verifying upstream servers.
 pub fn load_ca(path: &Path) -> Result<Arc<Box<[X509]>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read CA bundle {}: {e}", path.display()))?;
-    let certs = X509::stack_from_pem(&pem).map_err(|e| format!("{} is not a PEM CA bundle ({e})", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{} holds no PEM certificate", path.display()));
-    }
+    let certs = super::certs::read_bundle(path, "CA bundle")?;
     Ok(Arc::new(certs.into_boxed_slice()))
 }
 

@@ -193,6 +193,27 @@ impl Pool {
         }
     }
 
+    /// A slot on the picked server, or on another one: a round-robin pool first tries its
+    /// other servers (not yet `tried`) without waiting, while a consistent pool waits for the
+    /// picked one (it holds the key's writes, or a client's stickiness). The pick that got the
+    /// slot comes back with it; `None` when the wait ran out. For capped pools only.
+    pub async fn take_slot(&self, pick: Pick, key: &[u8], tried: u64) -> Option<(Pick, Option<OwnedSemaphorePermit>)> {
+        if let Ok(slot) = self.try_slot(pick.index) {
+            return Some((pick, slot));
+        }
+        if self.config.selection == crate::config::Selection::RoundRobin {
+            // Each turn sets one more bit of at most 64, so this ends.
+            let mut full = tried | bit(pick.index);
+            while let Ok(other) = self.select(key, full) {
+                if let Ok(slot) = self.try_slot(other.index) {
+                    return Some((other, slot));
+                }
+                full |= bit(other.index);
+            }
+        }
+        self.wait_slot(pick.index).await.map(|s| (pick, Some(s)))
+    }
+
     /// Requests at a server right now, when the pool caps them.
     pub fn active(&self, index: usize) -> Option<usize> {
         let sem = self.slots.as_ref()?.get(index)?;
