@@ -11,14 +11,14 @@ use pingora::protocols::http::ServerSession;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::config::units::fmt_duration;
-use crate::ratelimit::Limiter;
+use crate::reload::Reloader;
+use crate::runtime::Live;
 use crate::tls::rotate::Outcome;
-use crate::upstream::Pool;
 
 pub struct Admin {
-    pub pools: Vec<Arc<Pool>>,
-    pub limiter: Arc<Limiter>,
-    pub cache: Option<Arc<crate::cache::Cache>>,
+    /// The config serving now (pools, policies, cache follow reloads).
+    pub live: Arc<Live>,
+    pub reloader: Arc<Reloader>,
     pub edge: crate::app::Edge,
     /// Counters of every `protocol: tcp` listener.
     pub l4: Vec<Arc<crate::l4::Stats>>,
@@ -65,7 +65,8 @@ fn tls_status(
 
 impl Admin {
     pub fn status(&self) -> serde_json::Value {
-        let pools: Vec<serde_json::Value> = self
+        let rt = self.live.load_full();
+        let pools: Vec<serde_json::Value> = rt
             .pools
             .iter()
             .map(|p| {
@@ -101,20 +102,20 @@ impl Admin {
                 })
             })
             .collect();
-        let policies: Vec<serde_json::Value> = self
+        let policies: Vec<serde_json::Value> = rt
             .limiter
             .policies
             .iter()
             .map(|s| serde_json::json!({"name": s.policy.name, "local_keys": s.local.keys()}))
             .collect();
-        let redis = self.limiter.redis.as_ref().map(|r| {
+        let redis = rt.limiter.redis.as_ref().map(|r| {
             serde_json::json!({
                 "up": r.is_up(),
                 "shared_decisions": r.shared.load(Relaxed),
                 "local_fallbacks": r.fallbacks.load(Relaxed),
             })
         });
-        let cache = self.cache.as_ref().map(|c| {
+        let cache = rt.cache.as_ref().map(|c| {
             let s = &c.stats;
             serde_json::json!({
                 "max_size": c.config.max_size,
@@ -147,8 +148,17 @@ impl Admin {
                 })
             })
             .collect();
+        let history = self.reloader.history.lock().map(|h| h.clone()).unwrap_or_default();
         serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
+            "config": {
+                "path": self.reloader.path,
+                "generation": rt.loaded.generation,
+                "hash": format!("{:016x}", rt.loaded.hash),
+                "loaded_unix": rt.loaded.at_unix,
+                "reloads": history,
+            },
+            "in_flight": crate::shutdown::in_flight(),
             "listeners": listeners,
             "pools": pools,
             "rate_limits": {"policies": policies, "redis": redis},
@@ -175,6 +185,12 @@ impl ServeHttp for Admin {
         let post = session.req_header().method == http::Method::POST;
         match session.req_header().uri.path() {
             "/healthz" => reply(200, "text/plain", b"ok\n".to_vec()),
+            "/reload" if post => {
+                // 200 when the new file serves, 422 when it was refused (the old one still serves).
+                let report = self.reloader.reload("POST /reload").await;
+                let body = serde_json::to_vec(&report).unwrap_or_default();
+                reply(if report.ok { 200 } else { 422 }, "application/json", body)
+            }
             "/tls/reload" if post => {
                 // The explicit rotation trigger: reload every TLS listener's files now.
                 let results: Vec<serde_json::Value> = self

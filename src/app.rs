@@ -1,5 +1,5 @@
 //! Turns a validated [`Config`] into running Pingora services: the SCIM proxy on every
-//! listener, the admin listener, and the health-check background service.
+//! listener, the admin listener, the background services, and scimitar's signal handling.
 
 use std::sync::Arc;
 
@@ -12,90 +12,46 @@ use pingora::services::listening::Service;
 
 use pingora::apps::HttpServerOptions;
 
+use std::sync::atomic::Ordering::Relaxed;
+
+use pingora::server::RunArgs;
+
 use crate::admin::Admin;
-use crate::cache::Cache;
 use crate::config::{Config, Listener, Protocol};
 use crate::h2c::H2cGate;
-use crate::keys::KeyHasher;
 use crate::proxy::Scimitar;
-use crate::ratelimit::{Housekeeping, Limiter, RedisStore};
-use crate::routing::Router;
+use crate::ratelimit::Housekeeping;
+use crate::reload::Reloader;
+use crate::runtime::{Live, Loaded};
+use crate::shutdown::Hooks;
 use crate::tls::listener::HandshakeStats;
 use crate::tls::rotate::{Rotation, Watched, Watcher};
-use crate::upstream::{HealthService, Pool};
+use crate::upstream::HealthService;
 
 /// How long an h2c listener waits for a connection's first bytes before treating it as an
 /// (idle) HTTP/1 connection.
 const H2C_PREFACE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Builds the pools (static discovery resolves once, before any service starts).
-pub fn build_pools(cfg: &Config) -> Result<Vec<Arc<Pool>>, String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start setup runtime: {e}"))?;
-    cfg.upstreams
-        .iter()
-        .map(|u| {
-            rt.block_on(Pool::build(u.clone()))
-                .map(Arc::new)
-                .map_err(|e| format!("upstreams.{}: {e}", u.name))
-        })
-        .collect()
-}
-
-/// The rate limiter; with `store: redis` it connects lazily, from the first decision on.
-pub fn build_limiter(cfg: &Config) -> Result<Limiter, String> {
-    let redis = match &cfg.rate_limits.redis {
-        Some(r) => Some(Arc::new(RedisStore::new(r.clone())?)),
-        None => None,
-    };
-    Ok(Limiter::new(cfg.rate_limits.policies.clone(), redis))
-}
-
-/// Boots Pingora with the config and never returns while the server runs.
-pub fn run(mut opt: Opt, cfg: Config) -> Result<(), String> {
+/// Boots Pingora with the config and returns when the server stops (normally the process
+/// exits first, from [`crate::shutdown`]). `path` is the file SIGHUP and `POST /reload` read
+/// again; `hash` identifies the bytes `cfg` came from.
+pub fn run(mut opt: Opt, mut cfg: Config, path: String, hash: u64) -> Result<(), String> {
     // The SCIM config file is ours; Pingora gets its settings from the `server` section.
     opt.conf = None;
-    let pools = build_pools(&cfg)?;
-    let limiter = Arc::new(build_limiter(&cfg)?);
-    let Config {
-        server: server_conf,
-        listeners,
-        admin,
-        tenancy,
-        routes,
-        key_secret,
-        cache,
-        ..
-    } = cfg;
-    let mut server = Server::new_with_opt_and_conf(opt, server_conf);
+    let loaded = Loaded {
+        generation: 1,
+        hash,
+        at_unix: crate::runtime::now_unix(),
+    };
+    let live = Live::new(crate::runtime::build_blocking(&cfg, None, loaded)?);
+    let edge = Edge::new(&cfg.listeners);
+    // Before the server section moves to Pingora: reloads compare against it.
+    let reloader = Arc::new(Reloader::new(path, live.clone(), edge.clone(), &cfg));
+    let mut server = Server::new_with_opt_and_conf(opt, std::mem::take(&mut cfg.server));
     server.bootstrap();
 
-    let hasher = KeyHasher::new(&key_secret);
-    let cache = cache.map(|c| Arc::new(Cache::new(c, hasher.derive(0xca))));
-    // Client-certificate headers are removed from every request on every listener (a client on
-    // a plaintext listener must not be able to claim an identity either).
-    let mut client_cert_headers: Vec<http::HeaderName> = Vec::new();
-    for h in listeners
-        .iter()
-        .filter_map(|l| l.tls.as_ref()?.forward_client_cert.clone())
-    {
-        // Listeners that share a header name strip it once.
-        if !client_cert_headers.contains(&h) {
-            client_cert_headers.push(h);
-        }
-    }
-    let app = || Scimitar {
-        router: Router::new(routes.clone()),
-        pools: pools.clone(),
-        tenancy: tenancy.clone(),
-        limiter: limiter.clone(),
-        hasher,
-        cache: cache.clone(),
-        client_cert_headers: client_cert_headers.clone(),
-    };
-    let edge = Edge::new(&listeners);
+    let listeners = &cfg.listeners;
+    let app = || Scimitar { live: live.clone() };
     let describe = |l: &Listener| {
         log::info!(
             "listener {} on {} ({}{})",
@@ -148,39 +104,52 @@ pub fn run(mut opt: Opt, cfg: Config) -> Result<(), String> {
 
     let mut l4 = Vec::new();
     for (l, handshakes) in listeners.iter().zip(edge.stats.iter()) {
-        if let Some((svc, stats)) = crate::l4::service(l, &pools, handshakes.clone())? {
+        if let Some((svc, stats)) = crate::l4::service(l, &live, handshakes.clone())? {
             log::info!("tcp listener {} on {} → upstream {}", l.name, l.address, stats.pool);
             l4.push(stats);
             server.add_service(svc);
         }
     }
 
-    if let Some(a) = admin {
+    if let Some(a) = &cfg.admin {
         let admin_app = Admin {
-            pools: pools.clone(),
-            limiter: limiter.clone(),
-            cache,
+            live: live.clone(),
             edge: edge.clone(),
-            l4,
+            l4: l4.clone(),
+            reloader: reloader.clone(),
         };
         let mut svc = Service::new("admin".to_string(), HttpServer::new_app(admin_app));
         svc.add_tcp(&a.address);
         log::info!("admin on {}", a.address);
         server.add_service(svc);
     }
-    server.add_service(background_service("health checks", HealthService { pools }));
+    server.add_service(background_service("health checks", HealthService { live: live.clone() }));
     server.add_service(background_service(
         "certificate rotation",
         Watcher(edge.rotation.clone()),
     ));
-    if !limiter.policies.is_empty() {
-        let hk = Housekeeping {
-            limiter,
-            every: std::time::Duration::from_secs(10),
-        };
-        server.add_service(background_service("rate limit housekeeping", hk));
-    }
-    server.run_forever()
+    let hk = Housekeeping {
+        live,
+        every: std::time::Duration::from_secs(10),
+    };
+    server.add_service(background_service("rate limit housekeeping", hk));
+
+    let hooks = Hooks {
+        reloader,
+        timeout: cfg.shutdown_timeout,
+        l4_open: Box::new(move || {
+            l4.iter()
+                .map(|s| (s.active.load(Relaxed) + s.queued.load(Relaxed)) as usize)
+                .sum()
+        }),
+        before_exit: Box::new(|| {}),
+        reopen_logs: Box::new(|| {}),
+    };
+    let watch = crate::shutdown::install(hooks, server.watch_execution_phase())?;
+    server.run(RunArgs {
+        shutdown_signal: Box::new(watch),
+    });
+    Ok(())
 }
 
 /// The listeners as the admin page shows them: each with its handshake counters, and the

@@ -15,12 +15,16 @@
 //! - [`cache`]: per-credential response cache for discovery and resource reads, invalidated
 //!   by writes.
 //! - [`overload`]: per-pool in-flight cap, bounded queue, tenant fairness.
+//! - [`runtime`]: the reloadable snapshot (routes, pools, policies, cache) behind an `ArcSwap`;
+//!   each request keeps the one it started with.
 //! - [`proxy`]: the thin Pingora `ProxyHttp` glue and its pure policies (retries, errors);
 //!   one glue file per concern (cache, limits, per-server slots, header writes).
 //! - [`tls`]: the TLS edge — certificates by SNI, mTLS identity, rotation, upstream TLS.
 //! - [`h2c`]: prior-knowledge HTTP/2 on plaintext listeners, without Pingora's preface stall.
 //! - [`l4`]: `protocol: tcp` listeners — raw TCP (or terminated TLS) forwarded to a pool.
 //! - [`admin`]: `/healthz` and `/status` on the admin listener.
+//! - [`reload`]: SIGHUP / `POST /reload` — validate, build the next runtime, swap or refuse.
+//! - [`shutdown`]: every signal, the drain on SIGTERM, and an exit that cannot hang.
 //! - [`app`]: wires services together and boots Pingora; `main.rs` is the CLI.
 #![forbid(unsafe_code)]
 
@@ -36,6 +40,9 @@ pub mod overload;
 pub mod proxy;
 pub mod ratelimit;
 pub mod routing;
+pub mod runtime;
+pub mod reload;
 pub mod scim;
+pub mod shutdown;
 pub mod tls;
 pub mod upstream;

@@ -16,6 +16,8 @@ fn main() -> ExitCode {
     let opt = Opt::parse_args();
     let path = opt.conf.clone().unwrap_or_else(|| DEFAULT_CONF.to_string());
     // Validate before Pingora boots: Pingora's own `-t` only checks its own settings.
+    // The file's bytes identify the configuration (`/status.json`, metrics, reload reports).
+    let hash = std::fs::read(&path).map_or(0, |b| scimitar::runtime::hash_file(&b));
     let cfg = match scimitar::config::load(&path) {
         Ok(cfg) => cfg,
         Err(problems) => {
@@ -37,7 +39,7 @@ fn main() -> ExitCode {
         println!("scimitar: configuration file {path} test is successful");
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = scimitar::app::run(opt, cfg) {
+    if let Err(e) = scimitar::app::run(opt, cfg, path, hash) {
         eprintln!("scimitar: {e}");
         return ExitCode::from(1);
     }

@@ -29,6 +29,7 @@ const TOP: &[&str] = &[
     "redis",
     "key_secret",
     "cache",
+    "shutdown_timeout",
 ];
 const POOL: &[&str] = &[
     "servers",
@@ -96,6 +97,10 @@ const REDIS: &[&str] = &["url", "timeout", "prefix", "backoff"];
 /// nginx's `client_max_body_size` default, so a drop-in replacement behaves the same.
 pub const DEFAULT_MAX_BODY: u64 = 1 << 20;
 
+/// Under Kubernetes' default 30 s termination grace once the pod's preStop has run, and
+/// systemd's 90 s `TimeoutStopSec`.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub fn build(root: &Value) -> Result<Config, Problems> {
     let mut p = Problems::default();
     let empty = Mapping::new();
@@ -120,6 +125,22 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
     let key_secret = r::opt(&mut p, top, "", "key_secret", "scimitar".to_string(), r::string);
     let tenancy = tenancy(&mut p, tenancy_v, &routes);
     let cache = cache(&mut p, top, &routes);
+    let shutdown_timeout = r::opt(
+        &mut p,
+        top,
+        "",
+        "shutdown_timeout",
+        DEFAULT_SHUTDOWN_TIMEOUT,
+        r::duration,
+    );
+    // scimitar ends a graceful stop itself (after the drain or at `shutdown_timeout`); Pingora's
+    // own grace period (default 300 s, not interruptible) only backs that up.
+    let server = server.map(|mut s| {
+        s.grace_period_seconds
+            .get_or_insert(shutdown_timeout.as_secs() + 5);
+        s.graceful_shutdown_timeout_seconds.get_or_insert(1);
+        s
+    });
 
     // A client-certificate header is removed before the proxy forwards, but keys are read
     // before that: keying on it would key on whatever the client wrote there.
@@ -177,6 +198,7 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
             rate_limits,
             key_secret,
             cache,
+            shutdown_timeout,
             warnings: p.1,
         }),
         _ => Err(p),

@@ -33,6 +33,8 @@ pub struct Config {
     pub key_secret: String,
     /// The response cache's bounds; `Some` when any route caches.
     pub cache: Option<crate::cache::CacheConfig>,
+    /// Longest a graceful stop (SIGTERM) waits for requests in flight.
+    pub shutdown_timeout: Duration,
     /// Not errors, but worth an operator's attention (a certificate close to expiry).
     pub warnings: Vec<Problem>,
 }

@@ -27,6 +27,7 @@ use pingora::services::listening::Service;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Listener;
+use crate::runtime::Live;
 use crate::tls::listener::HandshakeStats;
 use crate::upstream::Pool;
 use forward::{Counters, End};
@@ -37,7 +38,9 @@ pub type Built = (Service<TcpProxy>, Arc<Stats>);
 
 /// One `protocol: tcp` listener's forwarding logic.
 pub struct TcpProxy {
+    /// The pool as started; a reload that changes it is followed through `live` by name.
     pool: Arc<Pool>,
+    live: Arc<Live>,
     idle_timeout: Duration,
     /// `max_connections`: a permit per forwarded connection.
     limit: Option<Arc<Semaphore>>,
@@ -50,11 +53,13 @@ pub struct TcpProxy {
 /// The service for a `protocol: tcp` listener (plaintext or TLS-terminating), and its
 /// counters for the admin page. `handshakes` is the listener's entry in the edge's TLS
 /// counters (shown with its certificates). `Ok(None)` for any other listener.
-pub fn service(l: &Listener, pools: &[Arc<Pool>], handshakes: Arc<HandshakeStats>) -> Result<Option<Built>, String> {
+pub fn service(l: &Listener, live: &Arc<Live>, handshakes: Arc<HandshakeStats>) -> Result<Option<Built>, String> {
     let Some(tcp) = &l.tcp else {
         return Ok(None);
     };
-    let pool = pools
+    let pool = live
+        .load()
+        .pools
         .get(tcp.upstream)
         .cloned()
         .ok_or_else(|| format!("listener {}: its upstream pool is missing", l.name))?;
@@ -70,6 +75,7 @@ pub fn service(l: &Listener, pools: &[Arc<Pool>], handshakes: Arc<HandshakeStats
     let app = TcpProxy {
         queue_timeout: tcp.queue_timeout.unwrap_or(pool.config.conn_wait),
         pool,
+        live: live.clone(),
         idle_timeout: tcp.idle_timeout,
         limit: tcp.max_connections.map(|n| Arc::new(Semaphore::new(n))),
         connector: TransportConnector::new(None),
@@ -144,7 +150,10 @@ impl TcpProxy {
             return;
         };
         let (key, len) = client_key(&client);
-        let Some(mut up) = connect::connect(&self.pool, &self.connector, &key[..len], st).await else {
+        // The pool of the config serving now (its health and ejections), by name.
+        let current = self.live.load().pools.iter().find(|p| p.name() == st.pool).cloned();
+        let pool = current.as_ref().unwrap_or(&self.pool);
+        let Some(mut up) = connect::connect(pool, &self.connector, &key[..len], st).await else {
             st.no_server.fetch_add(1, Relaxed);
             return;
         };

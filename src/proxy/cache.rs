@@ -12,7 +12,8 @@ use pingora::proxy::Session;
 use pingora::Result;
 
 use super::headers::{self, X_CACHE};
-use super::{answer_headers, path, Ctx, Scimitar};
+use super::{answer_headers, path, Ctx};
+use crate::runtime::Runtime;
 use crate::cache::{rules, Cache, Deps, Entry, KeyParts, Kind, RouteCache, Scope};
 use crate::config::Tenancy;
 use crate::routing::{Route, RouteMatch};
@@ -60,7 +61,7 @@ struct SeedTarget<'a> {
     cfg: &'a RouteCache,
 }
 
-impl Scimitar {
+impl Runtime {
     fn cache_tenant<'a>(&self, session: &'a Session, ctx: &'a Ctx) -> &'a [u8] {
         self.tenant(session, ctx).unwrap_or(b"")
     }

@@ -3,12 +3,13 @@
 
 use pingora::proxy::Session;
 
-use super::{Ctx, Scimitar};
+use super::Ctx;
+use crate::runtime::Runtime;
 use crate::ratelimit;
 use crate::routing::{Route, RouteMatch};
 use crate::scim::error::ScimError;
 
-impl Scimitar {
+impl Runtime {
     /// The key and index of each of the route's policies that counts this request.
     fn applicable<'r>(
         &'r self,

@@ -22,28 +22,19 @@ use pingora::{Error, ErrorType, Result};
 use self::headers::Additions;
 use crate::affinity::DEFAULT_KEY;
 use crate::config::{Selection, Tenancy};
-use crate::keys::{Facts, KeyHasher, KeySource};
+use crate::keys::{Facts, KeySource};
 use crate::overload::Permit;
-use crate::ratelimit::Limiter;
-use crate::routing::{NoRoute, Route, RouteMatch, Router};
+use crate::routing::{NoRoute, Route, RouteMatch};
+use crate::runtime::{Live, Runtime};
 use crate::scim::error::{default_detail, ScimError};
 use crate::scim::path::{needs_normalizing, normalize};
 use crate::scim::Method;
 use crate::tls::ConnInfo;
 use crate::upstream::{bit, now_ms, NoServer, Pick, Pool};
 
-/// Everything the proxy needs at request time, built once from the config.
+/// The proxy: every decision reads the [`Runtime`] snapshot its request started with.
 pub struct Scimitar {
-    pub router: Router,
-    pub pools: Vec<Arc<Pool>>,
-    pub tenancy: Tenancy,
-    pub limiter: Arc<Limiter>,
-    pub hasher: KeyHasher,
-    /// The response cache, when any route caches.
-    pub cache: Option<Arc<crate::cache::Cache>>,
-    /// Headers that carry a verified client certificate upstream; whatever a client sends in
-    /// them is removed from every request.
-    pub client_cert_headers: Vec<http::HeaderName>,
+    pub live: Arc<Live>,
 }
 
 /// What the TLS handshake of this request's connection left (none on plaintext listeners).
@@ -71,6 +62,10 @@ pub fn request_host(req: &RequestHeader) -> Option<HeaderValue> {
 
 /// Per-request state.
 pub struct Ctx {
+    /// The config this request runs on from start to end (a reload does not change it).
+    pub rt: Arc<Runtime>,
+    /// Counts the request as in flight (a graceful stop waits for it) until the context drops.
+    _in_flight: crate::shutdown::InFlight,
     pub start: Instant,
     pub route: Option<RouteMatch>,
     /// The rewritten path when the client's needed normalising (`//`, `.`, `..`).
@@ -134,7 +129,7 @@ pub async fn respond(session: &mut Session, ctx: &mut Ctx, err: &ScimError) -> R
     session.write_response_body(Some(body), true).await
 }
 
-impl Scimitar {
+impl Runtime {
     fn route(&self, ctx: &Ctx) -> Option<&Route> {
         self.router.routes.get(ctx.route.as_ref()?.route)
     }
@@ -178,6 +173,8 @@ impl ProxyHttp for Scimitar {
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
+            rt: self.live.load_full(),
+            _in_flight: crate::shutdown::InFlight::start(),
             start: Instant::now(),
             route: None,
             norm_path: None,
@@ -196,6 +193,7 @@ impl ProxyHttp for Scimitar {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let rt = ctx.rt.clone();
         if conn_info(session).is_some_and(|c| c.required && c.client.is_none()) {
             // Only a resumed session whose certificate stopped verifying gets here (a fresh
             // handshake without a valid one never completes); it must not pass as anonymous.
@@ -224,7 +222,7 @@ impl ProxyHttp for Scimitar {
                 .map_err(|e| Error::because(ErrorType::InternalError, "request id", e))?,
         });
 
-        let m = match self.router.find(method, path(session, ctx)) {
+        let m = match rt.router.find(method, path(session, ctx)) {
             Ok(m) => m,
             Err(why) => {
                 let detail = match why {
@@ -236,7 +234,7 @@ impl ProxyHttp for Scimitar {
             }
         };
         ctx.route = Some(m);
-        let Some(route) = self.router.routes.get(m.route) else {
+        let Some(route) = rt.router.routes.get(m.route) else {
             return Error::e_explain(ErrorType::InternalError, "route index");
         };
 
@@ -256,11 +254,11 @@ impl ProxyHttp for Scimitar {
         // 2. Rate limits: 429 with an exact Retry-After.
         let refused = if route.limits.is_empty() {
             None
-        } else if self.limiter.redis.is_none() {
-            self.check_limits_local(session, ctx, &m, route)
+        } else if rt.limiter.redis.is_none() {
+            rt.check_limits_local(session, ctx, &m, route)
         } else {
             // Boxed: the Redis future is large and only shared-limit routes should carry it.
-            Box::pin(self.check_limits_shared(session, ctx, &m, route)).await
+            Box::pin(rt.check_limits_shared(session, ctx, &m, route)).await
         };
         if let Some(e) = refused {
             respond(session, ctx, &e).await?;
@@ -269,15 +267,15 @@ impl ProxyHttp for Scimitar {
 
         // 3. Cache: a write invalidates what it changes; a cacheable read may be answered here,
         //    without a pool slot.
-        if let Some(cache) = &self.cache {
-            if self.cache_request(session, ctx, cache, &m, route, method).await? {
+        if let Some(cache) = &rt.cache {
+            if rt.cache_request(session, ctx, cache, &m, route, method).await? {
                 return Ok(true);
             }
         }
 
         // 4. Ring key (for upstream_peer and for pins after writes): the route's affinity
         //    sources, or the default chain on a consistent pool; round robin needs none.
-        let consistent = self
+        let consistent = rt
             .pools
             .get(route.upstream)
             .is_some_and(|p| p.config.selection == Selection::Consistent);
@@ -287,18 +285,18 @@ impl ProxyHttp for Scimitar {
             None => None,
         };
         if let Some(sources) = sources {
-            let facts = self.facts(session, ctx, &m);
-            ctx.affinity_key = self
+            let facts = rt.facts(session, ctx, &m);
+            ctx.affinity_key = rt
                 .hasher
                 .first_present(sources, &facts)
-                .or_else(|| self.hasher.first_present(&[KeySource::ClientIp], &facts));
+                .or_else(|| rt.hasher.first_present(&[KeySource::ClientIp], &facts));
         }
 
         // 5. Overload: take a pool slot, wait in the bounded queue, or be shed with 503.
-        if let Some(adm) = self.pools.get(route.upstream).and_then(|p| p.admission.as_ref()) {
-            let tenant = self.tenant(session, ctx).is_some().then(|| {
-                self.hasher
-                    .combined(&[KeySource::Tenant], &self.facts(session, ctx, &m))
+        if let Some(adm) = rt.pools.get(route.upstream).and_then(|p| p.admission.as_ref()) {
+            let tenant = rt.tenant(session, ctx).is_some().then(|| {
+                rt.hasher
+                    .combined(&[KeySource::Tenant], &rt.facts(session, ctx, &m))
             });
             // The slot is usually free; only a full pool pays for the (boxed) queueing future.
             let admitted = match adm.try_admit(tenant) {
@@ -329,10 +327,11 @@ impl ProxyHttp for Scimitar {
         _end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        let rt = &*ctx.rt;
         // Chunked bodies have no Content-Length to check up front; stop forwarding once over.
         if let Some(b) = body {
             ctx.body_bytes += b.len() as u64;
-            let max = match (self.route(ctx), ctx.route) {
+            let max = match (rt.route(ctx), ctx.route) {
                 (Some(r), Some(m)) => r.max_body_for(m.view.class),
                 _ => u64::MAX,
             };
@@ -345,11 +344,12 @@ impl ProxyHttp for Scimitar {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let Some(pool) = self.pool(ctx) else {
+        let rt = ctx.rt.clone();
+        let Some(pool) = rt.pool(ctx) else {
             return Error::e_explain(ErrorType::InternalError, "no route in context");
         };
         // A live pin (the server that took this key's last write) wins over the ring.
-        let pinned = match (ctx.affinity_key, self.route(ctx).and_then(|r| r.affinity.as_ref())) {
+        let pinned = match (ctx.affinity_key, rt.route(ctx).and_then(|r| r.affinity.as_ref())) {
             (Some(k), Some(a)) if a.pin_after_write.is_some() => {
                 pool.pins.get(k, now_ms()).and_then(|i| pool.pinned(i, ctx.tried))
             }
@@ -365,7 +365,7 @@ impl ProxyHttp for Scimitar {
         match selected {
             Ok(mut pick) => {
                 if pool.caps_servers() {
-                    pick = self.take_slot(pool, pick, ctx, &key).await?;
+                    pick = rt.take_slot(pool, pick, ctx, &key).await?;
                 }
                 ctx.attempts += 1;
                 ctx.tried |= bit(pick.index);
@@ -398,6 +398,7 @@ impl ProxyHttp for Scimitar {
         up: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        let rt = &*ctx.rt;
         if let Some(p) = &ctx.norm_path {
             let target = match session.req_header().uri.query() {
                 Some(q) => format!("{p}?{q}"),
@@ -423,14 +424,14 @@ impl ProxyHttp for Scimitar {
         if let Some(host) = &client_host {
             add.set(headers::X_FORWARDED_HOST, host.clone());
         }
-        if !self.client_cert_headers.is_empty() {
-            for h in &self.client_cert_headers {
+        if !rt.client_cert_headers.is_empty() {
+            for h in &rt.client_cert_headers {
                 up.remove_header(h);
             }
             let aliases: Vec<http::HeaderName> = up
                 .headers
                 .keys()
-                .filter(|k| policy::underscore_alias(k.as_str(), &self.client_cert_headers))
+                .filter(|k| policy::underscore_alias(k.as_str(), &rt.client_cert_headers))
                 .cloned()
                 .collect();
             for h in &aliases {
@@ -447,7 +448,7 @@ impl ProxyHttp for Scimitar {
         if let Some(id) = &ctx.request_id {
             add.set(headers::X_REQUEST_ID, id.clone());
         }
-        if let (Some(pool), Some(pick)) = (self.pool(ctx), ctx.pick) {
+        if let (Some(pool), Some(pick)) = (rt.pool(ctx), ctx.pick) {
             // An HTTP/1.0 request may come without a Host; upstreams speaking HTTP/1.1 need one.
             if !pool.config.preserve_host || client_host.is_none() {
                 // A TLS pool's servers are named by its SNI (virtual hosts, SNI/Host checks).
@@ -468,7 +469,8 @@ impl ProxyHttp for Scimitar {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let (Some(pool), Some(pick)) = (self.pool(ctx), ctx.pick) else {
+        let rt = ctx.rt.clone();
+        let (Some(pool), Some(pick)) = (rt.pool(ctx), ctx.pick) else {
             return Ok(());
         };
         let status = resp.status.as_u16();
@@ -478,7 +480,7 @@ impl ProxyHttp for Scimitar {
             pool.success(pick.index);
         }
         // Read-your-writes: the server that took a write keeps this key for the pin window.
-        let window = self
+        let window = rt
             .route(ctx)
             .and_then(|r| r.affinity.as_ref())
             .and_then(|a| a.pin_after_write);
@@ -489,7 +491,7 @@ impl ProxyHttp for Scimitar {
             }
         }
         if ctx.cache.is_some() {
-            self.cache_answer(ctx, resp, session);
+            rt.cache_answer(ctx, resp, session);
         }
         Ok(())
     }
@@ -526,7 +528,7 @@ impl ProxyHttp for Scimitar {
         ctx: &mut Ctx,
     ) -> Result<Option<std::time::Duration>> {
         if ctx.cache.is_some() {
-            self.cache_body(ctx, body, end_of_stream);
+            ctx.rt.clone().cache_body(ctx, body, end_of_stream);
         }
         Ok(None)
     }
@@ -538,7 +540,8 @@ impl ProxyHttp for Scimitar {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let (Some(pool), Some(pick)) = (self.pool(ctx), ctx.pick) {
+        let rt = &*ctx.rt;
+        if let (Some(pool), Some(pick)) = (rt.pool(ctx), ctx.pick) {
             pool.failure(pick.index);
             e.set_retry(policy::retry_after_connect_failure(ctx.attempts, pool.config.retries));
         }
@@ -553,8 +556,9 @@ impl ProxyHttp for Scimitar {
         ctx: &mut Ctx,
         _client_reused: bool,
     ) -> Box<Error> {
+        let rt = ctx.rt.clone();
         let mut e = e.more_context(format!("peer: {peer}"));
-        let Some(pool) = self.pool(ctx) else {
+        let Some(pool) = rt.pool(ctx) else {
             e.set_retry(false);
             return e;
         };
@@ -614,7 +618,7 @@ impl ProxyHttp for Scimitar {
         ctx.server_slot = None;
         if ctx.cache.is_some() {
             let late = e.is_some_and(|e| policy::may_have_reached_upstream(ctx.attempts, e.etype()));
-            self.cache_finish(ctx, e.is_some(), late);
+            ctx.rt.clone().cache_finish(ctx, e.is_some(), late);
         }
         if log::log_enabled!(target: "scimitar::access", log::Level::Debug) {
             let status = session.response_written().map_or(0, |r| r.status.as_u16());

@@ -4,11 +4,12 @@
 
 use pingora::{Error, ErrorType, Result};
 
-use super::{Ctx, Scimitar};
+use super::Ctx;
+use crate::runtime::Runtime;
 use crate::scim::error::ScimError;
 use crate::upstream::{Pick, Pool};
 
-impl Scimitar {
+impl Runtime {
     /// A slot on the picked server or, in a round-robin pool, on another free one
     /// ([`Pool::take_slot`]); past the pool's `queue_timeout` a 503 with `Retry-After`.
     pub(super) async fn take_slot(&self, pool: &Pool, pick: Pick, ctx: &mut Ctx, key: &[u8]) -> Result<Pick> {

@@ -134,21 +134,25 @@ pub struct PolicyState {
 
 /// Every policy of the config, and the shared store when there is one.
 pub struct Limiter {
-    pub policies: Vec<PolicyState>,
+    /// Shared with the next config's limiter when a reload leaves the policy unchanged.
+    pub policies: Vec<Arc<PolicyState>>,
     pub redis: Option<Arc<RedisStore>>,
+}
+
+impl PolicyState {
+    pub fn new(policy: Policy) -> Self {
+        PolicyState {
+            local: LocalGcra::new(policy.rate, policy.burst),
+            item: policy_item(&policy),
+            policy,
+        }
+    }
 }
 
 impl Limiter {
     pub fn new(policies: Vec<Policy>, redis: Option<Arc<RedisStore>>) -> Self {
         Limiter {
-            policies: policies
-                .into_iter()
-                .map(|p| PolicyState {
-                    local: LocalGcra::new(p.rate, p.burst),
-                    item: policy_item(&p),
-                    policy: p,
-                })
-                .collect(),
+            policies: policies.into_iter().map(|p| Arc::new(PolicyState::new(p))).collect(),
             redis,
         }
     }
@@ -164,28 +168,37 @@ impl Limiter {
     }
 }
 
-/// Evicts idle limiter keys so memory stays bounded with millions of distinct keys.
+/// Evicts idle limiter keys so memory stays bounded with millions of distinct keys, for the
+/// policies of the config serving now.
 pub struct Housekeeping {
-    pub limiter: Arc<Limiter>,
+    pub live: Arc<crate::runtime::Live>,
     pub every: Duration,
 }
 
 #[async_trait]
 impl BackgroundService for Housekeeping {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        // Connect to the shared store at startup rather than on the first decision, so the
-        // first requests are already counted fleet-wide.
-        if let Some(r) = &self.limiter.redis {
-            r.connect();
-        }
+        let mut swapped = self.live.swapped.subscribe();
         let mut tick = tokio::time::interval(self.every);
+        // Connect to the shared store at start-up (and after a reload, which may bring a new
+        // one) rather than on the first decision, so the first requests count fleet-wide.
+        let connect = || {
+            if let Some(r) = self.live.load().limiter.redis.as_ref().filter(|r| !r.is_up()) {
+                r.connect();
+            }
+        };
+        connect();
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    for p in &self.limiter.policies {
+                    for p in &self.live.load().limiter.policies {
                         p.local.evict_idle();
                     }
                 }
+                r = swapped.changed() => match r {
+                    Ok(()) => connect(),
+                    Err(_) => return,
+                },
                 _ = shutdown.changed() => return,
             }
         }

@@ -16,6 +16,7 @@ use pingora::{Error, ErrorType};
 
 use super::{Pool, ServerState};
 use crate::config::{HealthCheck, PoolConfig, ProbeKind};
+use crate::runtime::Live;
 
 /// Builds the checker for one pool. `None` when the pool has no `health_check`.
 pub fn checker(pool: &PoolConfig, servers: Arc<[ServerState]>) -> Option<Box<dyn HealthCheckTrait + Send + Sync>> {
@@ -99,32 +100,53 @@ impl HealthObserve for Mirror {
     }
 }
 
-/// Runs every pool's health checks on its own interval until shutdown.
+/// Runs every pool's health checks on its own interval until shutdown, following reloads: a
+/// pool that carried over keeps its task (and its checker's counts), a new one gets a task,
+/// and a removed one's task stops.
 pub struct HealthService {
-    pub pools: Vec<Arc<Pool>>,
+    pub live: Arc<Live>,
+}
+
+fn spawn_checks(pool: Arc<Pool>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            pool.run_health_check().await;
+        }
+    })
 }
 
 #[async_trait]
 impl BackgroundService for HealthService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut tasks = Vec::new();
-        for pool in &self.pools {
-            let Some(hc) = pool.config.health_check.as_ref() else {
-                continue;
-            };
-            let pool = pool.clone();
-            let every: Duration = hc.interval;
-            tasks.push(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    pool.run_health_check().await;
+        // Keyed by the pool's allocation: a reload that keeps a pool keeps the same `Arc`.
+        let mut tasks: Vec<(Arc<Pool>, tokio::task::JoinHandle<()>)> = Vec::new();
+        let mut swapped = self.live.swapped.subscribe();
+        loop {
+            let rt = self.live.load_full();
+            let wanted: Vec<&Arc<Pool>> = rt.pools.iter().filter(|p| p.config.health_check.is_some()).collect();
+            tasks.retain(|(p, t)| {
+                let keep = wanted.iter().any(|w| Arc::ptr_eq(w, p));
+                if !keep {
+                    t.abort();
                 }
-            }));
+                keep
+            });
+            for p in wanted {
+                if !tasks.iter().any(|(q, _)| Arc::ptr_eq(p, q)) {
+                    let every = p.config.health_check.as_ref().map_or(Duration::from_secs(5), |h| h.interval);
+                    tasks.push((p.clone(), spawn_checks(p.clone(), every)));
+                }
+            }
+            drop(rt);
+            tokio::select! {
+                r = swapped.changed() => if r.is_err() { break },
+                _ = shutdown.changed() => break,
+            }
         }
-        let _ = shutdown.changed().await;
-        for t in tasks {
+        for (_, t) in tasks {
             t.abort();
         }
     }

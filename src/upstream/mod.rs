@@ -57,14 +57,23 @@ pub struct Pool {
     /// Per-server state, shared with the health observer that mirrors active health into it.
     pub servers: Arc<[ServerState]>,
     /// Read-your-writes pins (affinity key → server index).
-    pub pins: PinTable,
-    pub admission: Option<Admission>,
+    pub pins: Arc<PinTable>,
+    pub admission: Option<Arc<Admission>>,
     /// Peer settings shared by every server of the pool; only the address differs.
     template: HttpPeer,
     /// Per-server request slots (`max_conns`), indexed like `servers`.
-    slots: Option<Box<[Arc<Semaphore>]>>,
+    slots: Option<Arc<[Arc<Semaphore>]>>,
     /// Requests refused because their server stayed full for the whole wait.
     pub slot_timeouts: AtomicU64,
+}
+
+/// What a reloaded pool takes over from its predecessor.
+struct Carried {
+    checker: Checker,
+    servers: Arc<[ServerState]>,
+    pins: Arc<PinTable>,
+    slots: Option<Arc<[Arc<Semaphore>]>>,
+    admission: Option<Arc<Admission>>,
 }
 
 /// The backends of a pool, as pingora-load-balancing wants them (for its health checker).
@@ -90,6 +99,41 @@ impl Pool {
         let mut lb = LoadBalancer::<RoundRobin>::from_backends(backends(&config));
         lb.update().await?;
         health::attach(&mut lb, &config, servers.clone());
+        let parts = Carried {
+            checker: Arc::new(lb),
+            servers,
+            pins: Arc::new(PinTable::new(PIN_CAPACITY)),
+            slots: None,
+            admission: None,
+        };
+        Ok(Self::assemble(config, parts))
+    }
+
+    /// The pool for a reloaded `config` that keeps this pool's servers: when the server list,
+    /// health check and TLS are unchanged, the health checker, per-server state (active health,
+    /// ejections, pick counts) and pins carry over, and so do the `max_conns` slots and the
+    /// overload queue when their settings are unchanged (requests in flight hold those).
+    /// `None` when the servers changed: the caller builds a fresh pool.
+    pub fn rebuild(config: PoolConfig, old: &Pool) -> Option<Self> {
+        use crate::runtime::same;
+        let o = &old.config;
+        if !same(&o.servers, &config.servers) || !same(&o.health_check, &config.health_check) || !same(&o.tls, &config.tls)
+        {
+            return None;
+        }
+        let parts = Carried {
+            checker: old.checker.clone(),
+            servers: old.servers.clone(),
+            pins: old.pins.clone(),
+            slots: (o.max_conns == config.max_conns).then(|| old.slots.clone()).flatten(),
+            admission: same(&o.overload, &config.overload)
+                .then(|| old.admission.clone())
+                .flatten(),
+        };
+        Some(Self::assemble(config, parts))
+    }
+
+    fn assemble(config: PoolConfig, parts: Carried) -> Self {
         let mut template = HttpPeer::new(SocketAddr::from(([127, 0, 0, 1], 0)), false, String::new());
         if let Some(tls) = &config.tls {
             crate::tls::upstream::apply(&mut template, tls, &config.name);
@@ -105,20 +149,24 @@ impl Pool {
         } else {
             t.idle
         });
-        let slots = config
-            .max_conns
-            .map(|n| config.servers.iter().map(|_| Arc::new(Semaphore::new(n))).collect());
-        Ok(Pool {
+        let slots = parts.slots.or_else(|| {
+            config
+                .max_conns
+                .map(|n| config.servers.iter().map(|_| Arc::new(Semaphore::new(n))).collect())
+        });
+        Pool {
             slots,
             slot_timeouts: AtomicU64::new(0),
-            admission: config.overload.clone().map(Admission::new),
-            pins: PinTable::new(PIN_CAPACITY),
+            admission: parts
+                .admission
+                .or_else(|| config.overload.clone().map(|o| Arc::new(Admission::new(o)))),
+            pins: parts.pins,
             selector: Selector::new(config.selection, &config.servers),
-            checker: Arc::new(lb),
+            checker: parts.checker,
             config,
-            servers,
+            servers: parts.servers,
             template,
-        })
+        }
     }
 
     /// One active health-check pass over every server (run by [`HealthService`]).

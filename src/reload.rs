@@ -1,0 +1,216 @@
+//! Hot reload (SIGHUP and `POST /reload`): read and validate the file, reload certificates,
+//! build the next [`Runtime`] beside the current one, and swap it in — or keep serving the old
+//! one and say why.
+//!
+//! What Pingora cannot change in a running process (listeners, the admin listener, the
+//! `server` section) is compared with what the process started with and reported as "needs
+//! restart"; the rest of the file is applied. Nothing is half-applied: a listener change is
+//! not applied at all until a restart or a binary upgrade (`-u`).
+
+use std::sync::{Arc, Mutex};
+
+use crate::app::Edge;
+use crate::config::{Config, Listener};
+use crate::runtime::{self, Live, Loaded};
+use crate::tls::rotate::Outcome;
+
+/// The outcome of one reload, as `POST /reload` returns it.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Report {
+    pub ok: bool,
+    /// The generation serving after this reload (unchanged when it failed).
+    pub generation: u64,
+    /// Hex SipHash of the file that is serving.
+    pub config_hash: String,
+    /// Why the new file was refused; empty on success.
+    pub errors: Vec<String>,
+    /// Changes in the file that take effect only after a restart (or `-u` upgrade).
+    pub needs_restart: Vec<String>,
+    /// Configuration warnings of the new file (e.g. a certificate close to expiry).
+    pub warnings: Vec<String>,
+}
+
+/// Reload history for `/status.json` and metrics.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct History {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub last: Option<Report>,
+    pub last_unix: Option<u64>,
+}
+
+pub struct Reloader {
+    pub path: String,
+    pub live: Arc<Live>,
+    pub edge: Edge,
+    /// How the restart-only parts of the file looked at start.
+    fixed: Fixed,
+    /// One reload at a time (SIGHUP and `POST /reload` may race).
+    busy: tokio::sync::Mutex<()>,
+    pub history: Mutex<History>,
+}
+
+/// The parts of the config only a restart applies, rendered for comparison.
+struct Fixed {
+    listeners: Vec<(String, String)>,
+    admin: String,
+    server: String,
+}
+
+/// A listener as a comparable description: its pool by name (indices shift when pools are
+/// added or reordered, which a reload applies).
+fn describe(l: &Listener, cfg: &Config) -> String {
+    let tcp = l.tcp.as_ref().map(|t| {
+        let pool = cfg.upstreams.get(t.upstream).map_or("?", |u| u.name.as_str());
+        format!(
+            "tcp upstream={pool} idle={:?} max={:?} queue={:?}",
+            t.idle_timeout, t.max_connections, t.queue_timeout
+        )
+    });
+    // The TLS block without its loaded material (which differs on every load); new file
+    // contents under the same paths are applied by the reload's certificate check.
+    let tls = l.tls.as_ref().map(|t| {
+        format!(
+            "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+            t.certificates,
+            t.min_version,
+            t.ciphers,
+            t.ciphersuites,
+            t.client_ca,
+            t.client_auth,
+            t.forward_client_cert,
+            t.watch
+        )
+    });
+    format!("{} {:?} http2={} tls={tls:?} {tcp:?}", l.address, l.protocol, l.http2)
+}
+
+impl Fixed {
+    fn of(cfg: &Config) -> Self {
+        Fixed {
+            listeners: cfg.listeners.iter().map(|l| (l.name.clone(), describe(l, cfg))).collect(),
+            admin: format!("{:?}", cfg.admin),
+            server: format!("{:?}", cfg.server),
+        }
+    }
+
+    /// What differs between the start-up file and `cfg`, one line per change.
+    fn changes(&self, cfg: &Config) -> Vec<String> {
+        let new = Fixed::of(cfg);
+        let mut out = Vec::new();
+        for (name, d) in &new.listeners {
+            match self.listeners.iter().find(|(n, _)| n == name) {
+                None => out.push(format!("listeners.{name}: new listener")),
+                Some((_, old)) if old != d => out.push(format!("listeners.{name}: changed")),
+                _ => {}
+            }
+        }
+        for (name, _) in &self.listeners {
+            if !new.listeners.iter().any(|(n, _)| n == name) {
+                out.push(format!("listeners.{name}: removed"));
+            }
+        }
+        if self.admin != new.admin {
+            out.push("admin: changed".into());
+        }
+        if self.server != new.server {
+            out.push("server: changed".into());
+        }
+        out
+    }
+}
+
+fn hex(h: u64) -> String {
+    format!("{h:016x}")
+}
+
+impl Reloader {
+    pub fn new(path: String, live: Arc<Live>, edge: Edge, started: &Config) -> Self {
+        Reloader {
+            path,
+            live,
+            edge,
+            fixed: Fixed::of(started),
+            busy: tokio::sync::Mutex::new(()),
+            history: Mutex::new(History::default()),
+        }
+    }
+
+    /// Reads, validates and applies the file. Never panics and never leaves a mix of old and
+    /// new routing: either the whole new snapshot serves, or the old one still does.
+    pub async fn reload(&self, trigger: &str) -> Report {
+        let _one = self.busy.lock().await;
+        let current = self.live.load_full();
+        let mut report = Report {
+            generation: current.loaded.generation,
+            config_hash: hex(current.loaded.hash),
+            ..Report::default()
+        };
+        match self.try_reload(&current, &mut report).await {
+            Ok(()) => {
+                report.ok = true;
+                log::info!(
+                    "reload ({trigger}): configuration {} generation {} serving{}",
+                    report.config_hash,
+                    report.generation,
+                    if report.needs_restart.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; needs restart: {}", report.needs_restart.join(", "))
+                    }
+                );
+            }
+            Err(errors) => {
+                report.errors = errors;
+                log::error!(
+                    "reload ({trigger}) refused, previous configuration still serving: {}",
+                    report.errors.join("; ")
+                );
+            }
+        }
+        if let Ok(mut h) = self.history.lock() {
+            if report.ok {
+                h.succeeded += 1;
+            } else {
+                h.failed += 1;
+            }
+            h.last = Some(report.clone());
+            h.last_unix = Some(runtime::now_unix());
+        }
+        report
+    }
+
+    async fn try_reload(&self, current: &runtime::Runtime, report: &mut Report) -> Result<(), Vec<String>> {
+        let bytes = std::fs::read(&self.path).map_err(|e| vec![format!("cannot read {}: {e}", self.path)])?;
+        let text = String::from_utf8(bytes.clone()).map_err(|_| vec![format!("{} is not UTF-8", self.path)])?;
+        let cfg = crate::config::from_str(&text).map_err(|p| p.0.iter().map(|p| p.to_string()).collect::<Vec<_>>())?;
+        report.warnings = cfg.warnings.iter().map(|w| w.to_string()).collect();
+        report.needs_restart = self.fixed.changes(&cfg);
+
+        // Certificates first: a file that does not load refuses the whole reload.
+        let refused: Vec<String> = self
+            .edge
+            .rotation
+            .check_all(true)
+            .into_iter()
+            .filter_map(|(name, o)| match o {
+                Outcome::Refused(e) => Some(format!("listeners.{name}.tls: {e}")),
+                _ => None,
+            })
+            .collect();
+        if !refused.is_empty() {
+            return Err(refused);
+        }
+
+        let loaded = Loaded {
+            generation: current.loaded.generation + 1,
+            hash: runtime::hash_file(text.as_bytes()),
+            at_unix: runtime::now_unix(),
+        };
+        let next = runtime::build(&cfg, Some(current), loaded).await.map_err(|e| vec![e])?;
+        self.live.store(next);
+        report.generation = loaded.generation;
+        report.config_hash = hex(loaded.hash);
+        Ok(())
+    }
+}

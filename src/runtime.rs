@@ -1,0 +1,220 @@
+//! The reloadable part of the proxy: routes, pools, policies, cache and keys, built from a
+//! [`Config`] into one immutable [`Runtime`] snapshot and published through [`Live`].
+//!
+//! A request takes one snapshot when it starts (`Live::load_full`, an `Arc` clone) and keeps it
+//! to the end, so it finishes on the config it started with even if a reload lands meanwhile.
+//! A reload builds the next snapshot *next to* the current one, carrying over state for what
+//! did not change (an unchanged pool keeps its health, ejections, pins and overload queue; an
+//! unchanged policy keeps its counters; an unchanged cache keeps its entries), then swaps it in.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::cache::Cache;
+use crate::config::{Config, PoolConfig, Tenancy};
+use crate::keys::KeyHasher;
+use crate::ratelimit::{Limiter, PolicyState, RedisStore};
+use crate::routing::Router;
+use crate::upstream::Pool;
+
+/// Everything a request reads from the config, as one snapshot.
+pub struct Runtime {
+    pub router: Router,
+    pub pools: Vec<Arc<Pool>>,
+    pub tenancy: Tenancy,
+    pub limiter: Arc<Limiter>,
+    pub hasher: KeyHasher,
+    /// The response cache, when any route caches.
+    pub cache: Option<Arc<Cache>>,
+    /// Headers that carry a verified client certificate upstream; whatever a client sends in
+    /// them is removed from every request.
+    pub client_cert_headers: Vec<http::HeaderName>,
+    /// Which load of the file this is, and what it contained.
+    pub loaded: Loaded,
+    /// What the next reload compares against (kept as built, before moves into the runtime).
+    pub(crate) basis: Basis,
+}
+
+/// Identity of the loaded configuration, for `/status.json` and metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct Loaded {
+    /// 1 for the file read at start, +1 per successful reload.
+    pub generation: u64,
+    /// SipHash of the file's bytes (as read, before `${ENV}` expansion): two instances with
+    /// the same hash run the same file.
+    pub hash: u64,
+    pub at_unix: u64,
+}
+
+/// The parts of the previous config a reload needs to decide what carries over.
+pub(crate) struct Basis {
+    routes: String,
+    pool_names: Vec<String>,
+    cache: String,
+    key_secret: String,
+    redis: String,
+}
+
+/// Whether two config values are the same. The config types hold Pingora and OpenSSL types
+/// without `PartialEq`; their derived `Debug` output covers every field, and this runs only
+/// on a reload, never per request.
+pub(crate) fn same<T: Debug + ?Sized>(a: &T, b: &T) -> bool {
+    format!("{a:?}") == format!("{b:?}")
+}
+
+/// The snapshot the proxy serves from, swapped atomically by a reload.
+pub struct Live {
+    current: ArcSwap<Runtime>,
+    /// Bumped after each swap, so background services (health checks, limiter housekeeping)
+    /// follow the new pools and policies.
+    pub swapped: tokio::sync::watch::Sender<u64>,
+}
+
+impl Live {
+    pub fn new(rt: Runtime) -> Arc<Self> {
+        let (swapped, _) = tokio::sync::watch::channel(rt.loaded.generation);
+        Arc::new(Live {
+            current: ArcSwap::from_pointee(rt),
+            swapped,
+        })
+    }
+
+    /// The current snapshot, to keep for a whole request.
+    #[inline]
+    pub fn load_full(&self) -> Arc<Runtime> {
+        self.current.load_full()
+    }
+
+    /// The current snapshot, for a short look (no await while holding it).
+    #[inline]
+    pub fn load(&self) -> arc_swap::Guard<Arc<Runtime>> {
+        self.current.load()
+    }
+
+    pub fn store(&self, rt: Runtime) {
+        let generation = rt.loaded.generation;
+        self.current.store(Arc::new(rt));
+        self.swapped.send_replace(generation);
+    }
+}
+
+/// Builds pools in a setup runtime (static discovery resolves once, before anything serves).
+async fn build_pool(cfg: &PoolConfig, prev: Option<&Runtime>) -> Result<Arc<Pool>, String> {
+    if let Some(old) = prev.and_then(|r| r.pools.iter().find(|p| p.name() == cfg.name)) {
+        if same(&old.config, cfg) {
+            // Unchanged: the very same pool, with its health, ejections, pins and queue.
+            return Ok(old.clone());
+        }
+        if let Some(p) = Pool::rebuild(cfg.clone(), old) {
+            return Ok(Arc::new(p));
+        }
+    }
+    Pool::build(cfg.clone())
+        .await
+        .map(Arc::new)
+        .map_err(|e| format!("upstreams.{}: {e}", cfg.name))
+}
+
+/// Builds the snapshot for `cfg`, carrying state over from `prev` where nothing changed.
+/// `cfg` keeps the listener, admin and server sections (only the caller's start-up path
+/// uses them); everything reloadable is cloned out of it.
+pub async fn build(cfg: &Config, prev: Option<&Runtime>, loaded: Loaded) -> Result<Runtime, String> {
+    let mut pools = Vec::with_capacity(cfg.upstreams.len());
+    for u in &cfg.upstreams {
+        pools.push(build_pool(u, prev).await?);
+    }
+    let basis = Basis {
+        routes: format!("{:?}", cfg.routes),
+        pool_names: cfg.upstreams.iter().map(|u| u.name.clone()).collect(),
+        cache: format!("{:?}", cfg.cache),
+        key_secret: cfg.key_secret.clone(),
+        redis: format!("{:?}", cfg.rate_limits.redis),
+    };
+    let old = prev.map(|r| (&r.basis, r));
+
+    let redis = match (&cfg.rate_limits.redis, old) {
+        (None, _) => None,
+        (Some(_), Some((b, r))) if b.redis == basis.redis => r.limiter.redis.clone(),
+        (Some(c), _) => Some(Arc::new(RedisStore::new(c.clone())?)),
+    };
+    let policies = cfg
+        .rate_limits
+        .policies
+        .iter()
+        .map(|p| {
+            // A policy whose definition (and key secret) did not change keeps its counters.
+            let kept = old.and_then(|(b, r)| {
+                let s = r.limiter.policies.iter().find(|s| s.policy.name == p.name)?;
+                (b.key_secret == basis.key_secret && same(&s.policy, p)).then(|| s.clone())
+            });
+            kept.unwrap_or_else(|| Arc::new(PolicyState::new(p.clone())))
+        })
+        .collect();
+    let limiter = Arc::new(Limiter { policies, redis });
+
+    let hasher = KeyHasher::new(&cfg.key_secret);
+    // Cache keys hold route indices and the key secret: entries carry over only when the
+    // routes (and the pools they name), the secret and the cache bounds are all unchanged.
+    let cache = match (&cfg.cache, old) {
+        (None, _) => None,
+        (Some(_), Some((b, r)))
+            if b.routes == basis.routes
+                && b.pool_names == basis.pool_names
+                && b.cache == basis.cache
+                && b.key_secret == basis.key_secret =>
+        {
+            r.cache.clone()
+        }
+        (Some(c), _) => Some(Arc::new(Cache::new(c.clone(), hasher.derive(0xca)))),
+    };
+
+    // Client-certificate headers are removed from every request on every listener (a client on
+    // a plaintext listener must not be able to claim an identity either).
+    let mut client_cert_headers: Vec<http::HeaderName> = Vec::new();
+    for h in cfg
+        .listeners
+        .iter()
+        .filter_map(|l| l.tls.as_ref()?.forward_client_cert.clone())
+    {
+        // Listeners that share a header name strip it once.
+        if !client_cert_headers.contains(&h) {
+            client_cert_headers.push(h);
+        }
+    }
+    Ok(Runtime {
+        router: Router::new(cfg.routes.clone()),
+        pools,
+        tenancy: cfg.tenancy.clone(),
+        limiter,
+        hasher,
+        cache,
+        client_cert_headers,
+        loaded,
+        basis,
+    })
+}
+
+/// Runs [`build`] to completion outside any async context (start-up, the SIGHUP thread).
+pub fn build_blocking(cfg: &Config, prev: Option<&Runtime>, loaded: Loaded) -> Result<Runtime, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start setup runtime: {e}"))?;
+    rt.block_on(build(cfg, prev, loaded))
+}
+
+/// The config file's identity hash.
+pub fn hash_file(bytes: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = siphasher::sip::SipHasher13::new_with_keys(0x5c17_a11e, 0x00c0_ff1e);
+    h.write(bytes);
+    h.finish()
+}
+
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
