@@ -123,7 +123,10 @@ pub fn run(mut opt: Opt, mut cfg: Config, path: String, hash: u64) -> Result<(),
         log::info!("admin on {}", a.address);
         server.add_service(svc);
     }
-    server.add_service(background_service("health checks", HealthService { live: live.clone() }));
+    server.add_service(background_service(
+        "health checks",
+        HealthService { live: live.clone() },
+    ));
     server.add_service(background_service(
         "certificate rotation",
         Watcher(edge.rotation.clone()),

@@ -54,7 +54,22 @@ pub struct Reloader {
 struct Fixed {
     listeners: Vec<(String, String)>,
     admin: String,
-    server: String,
+    /// Each `server` setting, rendered.
+    server: Vec<(String, String)>,
+}
+
+/// Pingora's settings one by one, so a change names the setting.
+fn server_settings(c: &pingora::server::configuration::ServerConf) -> Vec<(String, String)> {
+    match serde_yaml::to_value(c) {
+        Ok(serde_yaml::Value::Mapping(m)) => m
+            .into_iter()
+            .map(|(k, v)| {
+                let v = serde_yaml::to_string(&v).unwrap_or_default();
+                (k.as_str().unwrap_or_default().to_string(), v.trim().to_string())
+            })
+            .collect(),
+        _ => vec![(String::new(), format!("{c:?}"))],
+    }
 }
 
 /// A listener as a comparable description: its pool by name (indices shift when pools are
@@ -88,9 +103,13 @@ fn describe(l: &Listener, cfg: &Config) -> String {
 impl Fixed {
     fn of(cfg: &Config) -> Self {
         Fixed {
-            listeners: cfg.listeners.iter().map(|l| (l.name.clone(), describe(l, cfg))).collect(),
+            listeners: cfg
+                .listeners
+                .iter()
+                .map(|l| (l.name.clone(), describe(l, cfg)))
+                .collect(),
             admin: format!("{:?}", cfg.admin),
-            server: format!("{:?}", cfg.server),
+            server: server_settings(&cfg.server),
         }
     }
 
@@ -113,8 +132,12 @@ impl Fixed {
         if self.admin != new.admin {
             out.push("admin: changed".into());
         }
-        if self.server != new.server {
-            out.push("server: changed".into());
+        for (k, v) in &new.server {
+            match self.server.iter().find(|(o, _)| o == k) {
+                Some((_, old)) if old == v => {}
+                Some((_, old)) => out.push(format!("server.{k}: {old} → {v}")),
+                None => out.push(format!("server.{k}: {v}")),
+            }
         }
         out
     }

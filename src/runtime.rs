@@ -218,3 +218,76 @@ pub fn now_unix() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+listeners: [{name: main, address: "127.0.0.1:18080"}]
+upstreams:
+  a:
+    servers: ["127.0.0.1:18001", "127.0.0.1:18002"]
+    health_check: {path: /scim/v2/ServiceProviderConfig, interval: 1s}
+  b:
+    servers: ["127.0.0.1:18003"]
+rate_limits:
+  policies:
+    per-tenant: {key: tenant, rate: 10/s, burst: 5}
+    per-token: {key: token, rate: 10/s, burst: 5}
+routes:
+  - {base_path: "/{tenant}/scim/v2", upstream: a, cache: {discovery: 5m}, rate_limits: [per-tenant, per-token]}
+"#;
+
+    fn build_from(text: &str, prev: Option<&Runtime>) -> Runtime {
+        let cfg = crate::config::from_str_with_env(text, |_| None).expect("valid config");
+        let loaded = Loaded {
+            generation: prev.map_or(1, |p| p.loaded.generation + 1),
+            hash: hash_file(text.as_bytes()),
+            at_unix: 0,
+        };
+        build_blocking(&cfg, prev, loaded).expect("runtime")
+    }
+
+    #[test]
+    fn a_reload_keeps_the_state_of_what_did_not_change() {
+        let first = build_from(BASE, None);
+        let same = build_from(BASE, Some(&first));
+        assert!(
+            Arc::ptr_eq(&first.pools[0], &same.pools[0]),
+            "unchanged pool: the same pool"
+        );
+        assert!(Arc::ptr_eq(&first.limiter.policies[0], &same.limiter.policies[0]));
+        assert!(Arc::ptr_eq(first.cache.as_ref().unwrap(), same.cache.as_ref().unwrap()));
+
+        // A timeout change rebuilds the pool but keeps its servers' health state and pins.
+        let timeouts = BASE.replace("interval: 1s}", "interval: 1s}\n    timeouts: {read: 5s}");
+        let t = build_from(&timeouts, Some(&same));
+        assert!(!Arc::ptr_eq(&same.pools[0], &t.pools[0]));
+        assert!(Arc::ptr_eq(&same.pools[0].servers, &t.pools[0].servers));
+        assert!(Arc::ptr_eq(&same.pools[0].pins, &t.pools[0].pins));
+        assert!(Arc::ptr_eq(&same.pools[1], &t.pools[1]), "the other pool is untouched");
+
+        // New servers: a fresh pool. A changed policy: fresh counters; the other one keeps its.
+        let servers = timeouts
+            .replace("\"127.0.0.1:18002\"]", "\"127.0.0.1:18004\"]")
+            .replace("{key: tenant, rate: 10/s", "{key: tenant, rate: 20/s");
+        let s = build_from(&servers, Some(&t));
+        assert!(!Arc::ptr_eq(&t.pools[0].servers, &s.pools[0].servers));
+        assert!(!Arc::ptr_eq(&t.limiter.policies[0], &s.limiter.policies[0]));
+        assert!(Arc::ptr_eq(&t.limiter.policies[1], &s.limiter.policies[1]));
+        assert!(
+            Arc::ptr_eq(t.cache.as_ref().unwrap(), s.cache.as_ref().unwrap()),
+            "routes, pools and secret unchanged: cached answers stay valid"
+        );
+
+        // Routes that change may map a cached key to another route: the cache starts empty.
+        let routes = servers.replace("upstream: a, cache", "upstream: b, cache");
+        let r = build_from(&routes, Some(&s));
+        assert!(!Arc::ptr_eq(s.cache.as_ref().unwrap(), r.cache.as_ref().unwrap()));
+        // A new key secret re-keys every limit: counters start over.
+        let secret = build_from(&format!("{routes}key_secret: other\n"), Some(&r));
+        assert!(!Arc::ptr_eq(&r.limiter.policies[1], &secret.limiter.policies[1]));
+        assert_eq!(secret.loaded.generation, 6);
+    }
+}

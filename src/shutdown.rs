@@ -168,19 +168,22 @@ pub fn install(
                         // Off this thread: a slow reload must not delay a stop signal.
                         let _ = std::thread::Builder::new()
                             .name("scimitar-reload".into())
-                            .spawn(move || {
-                                match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                            .spawn(
+                                move || match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                                     Ok(rt) => {
                                         rt.block_on(reloader.reload("SIGHUP"));
                                     }
                                     Err(e) => log::error!("reload (SIGHUP): cannot start a runtime: {e}"),
-                                }
-                            });
+                                },
+                            );
                     }
                     SIGUSR1 => (hooks.reopen_logs)(),
                     SIGINT => exit(&hooks, 0, "SIGINT received"),
                     SIGTERM | SIGQUIT => {
-                        let first = stopping.lock().map(|mut s| s.replace(Instant::now()).is_none()).unwrap_or(false);
+                        let first = stopping
+                            .lock()
+                            .map(|mut s| s.replace(Instant::now()).is_none())
+                            .unwrap_or(false);
                         if !first {
                             exit(&hooks, 0, "second stop signal received");
                         }

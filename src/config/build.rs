@@ -136,8 +136,14 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
     // scimitar ends a graceful stop itself (after the drain or at `shutdown_timeout`); Pingora's
     // own grace period (default 300 s, not interruptible) only backs that up.
     let server = server.map(|mut s| {
-        s.grace_period_seconds
-            .get_or_insert(shutdown_timeout.as_secs() + 5);
+        if s.grace_period_seconds.is_some_and(|g| g < shutdown_timeout.as_secs()) {
+            p.warn(
+                "server.grace_period_seconds",
+                "is shorter than shutdown_timeout, so Pingora tears down requests still in flight first; \
+                 remove it (scimitar sets it from shutdown_timeout)",
+            );
+        }
+        s.grace_period_seconds.get_or_insert(shutdown_timeout.as_secs() + 5);
         s.graceful_shutdown_timeout_seconds.get_or_insert(1);
         s
     });

@@ -381,3 +381,32 @@ fn max_conns_and_its_wait() {
     let got = problems(&with("    max_conns: 0\n"));
     assert!(got.iter().any(|g| g.starts_with("upstreams.scim.max_conns")), "{got:?}");
 }
+
+#[test]
+fn shutdown_timeout_sets_pingoras_backstop() {
+    let plain = GOOD.replace("  grace_period_seconds: 5\n", "");
+    let c = from_str_with_env(&plain, |_| None).unwrap();
+    assert_eq!(
+        c.shutdown_timeout,
+        Duration::from_secs(30),
+        "default under Kubernetes' grace"
+    );
+    assert_eq!(
+        c.server.grace_period_seconds,
+        Some(35),
+        "Pingora's grace only backs ours up"
+    );
+    assert_eq!(c.server.graceful_shutdown_timeout_seconds, Some(1));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+    let c = from_str_with_env(&format!("{plain}shutdown_timeout: 10s\n"), |_| None).unwrap();
+    assert_eq!(c.shutdown_timeout, Duration::from_secs(10));
+    assert_eq!(c.server.grace_period_seconds, Some(15));
+
+    // An explicit Pingora grace shorter than the drain would cut requests off: warned.
+    let c = from_str_with_env(GOOD, |_| None).unwrap();
+    assert_eq!(c.server.grace_period_seconds, Some(5));
+    let w: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(w.iter().any(|w| w.contains("server.grace_period_seconds")), "{w:?}");
+    assert!(problems(&format!("{plain}shutdown_timeout: 30\n"))[0].contains("shutdown_timeout"));
+}

@@ -13,10 +13,10 @@ use pingora::Result;
 
 use super::headers::{self, X_CACHE};
 use super::{answer_headers, path, Ctx};
-use crate::runtime::Runtime;
 use crate::cache::{rules, Cache, Deps, Entry, KeyParts, Kind, RouteCache, Scope};
 use crate::config::Tenancy;
 use crate::routing::{Route, RouteMatch};
+use crate::runtime::Runtime;
 use crate::scim::{Method, Operation};
 
 /// What one request means to the cache (boxed in [`Ctx`]; only cache-relevant requests have it).

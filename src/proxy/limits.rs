@@ -4,9 +4,9 @@
 use pingora::proxy::Session;
 
 use super::Ctx;
-use crate::runtime::Runtime;
 use crate::ratelimit;
 use crate::routing::{Route, RouteMatch};
+use crate::runtime::Runtime;
 use crate::scim::error::ScimError;
 
 impl Runtime {

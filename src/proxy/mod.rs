@@ -294,10 +294,10 @@ impl ProxyHttp for Scimitar {
 
         // 5. Overload: take a pool slot, wait in the bounded queue, or be shed with 503.
         if let Some(adm) = rt.pools.get(route.upstream).and_then(|p| p.admission.as_ref()) {
-            let tenant = rt.tenant(session, ctx).is_some().then(|| {
-                rt.hasher
-                    .combined(&[KeySource::Tenant], &rt.facts(session, ctx, &m))
-            });
+            let tenant = rt
+                .tenant(session, ctx)
+                .is_some()
+                .then(|| rt.hasher.combined(&[KeySource::Tenant], &rt.facts(session, ctx, &m)));
             // The slot is usually free; only a full pool pays for the (boxed) queueing future.
             let admitted = match adm.try_admit(tenant) {
                 Some(p) => Ok(p),

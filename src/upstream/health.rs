@@ -136,7 +136,11 @@ impl BackgroundService for HealthService {
             });
             for p in wanted {
                 if !tasks.iter().any(|(q, _)| Arc::ptr_eq(p, q)) {
-                    let every = p.config.health_check.as_ref().map_or(Duration::from_secs(5), |h| h.interval);
+                    let every = p
+                        .config
+                        .health_check
+                        .as_ref()
+                        .map_or(Duration::from_secs(5), |h| h.interval);
                     tasks.push((p.clone(), spawn_checks(p.clone(), every)));
                 }
             }

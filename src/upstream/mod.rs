@@ -117,7 +117,9 @@ impl Pool {
     pub fn rebuild(config: PoolConfig, old: &Pool) -> Option<Self> {
         use crate::runtime::same;
         let o = &old.config;
-        if !same(&o.servers, &config.servers) || !same(&o.health_check, &config.health_check) || !same(&o.tls, &config.tls)
+        if !same(&o.servers, &config.servers)
+            || !same(&o.health_check, &config.health_check)
+            || !same(&o.tls, &config.tls)
         {
             return None;
         }

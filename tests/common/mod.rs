@@ -73,7 +73,34 @@ pub fn venv_bin(tool: &str) -> PathBuf {
     p
 }
 
-struct Reaper(Child);
+pub struct Reaper(Child);
+
+impl Reaper {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Sends a signal by name (`TERM`, `HUP`, …).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args(["-s", sig, &self.pid().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -s {sig} {}", self.pid());
+    }
+
+    /// Waits up to `limit` for the process to exit; its status, or `None` if it is still up.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if let Ok(Some(s)) = self.0.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
 
 impl Drop for Reaper {
     fn drop(&mut self) {
@@ -235,33 +262,63 @@ impl Proxy {
     /// Like [`Proxy::start`], with more listeners after the plaintext `main` one: `extra` is
     /// YAML list items (`  - name: ..`) on ports the caller picked with [`free_port`].
     pub fn start_with_listeners(extra: &str, body: &str) -> Self {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let dir = scratch_dir("proxy");
-        let conf = format!(
-            "server:\n  threads: 2\n  pid_file: {d}/scimitar.pid\n  upgrade_sock: {d}/upgrade.sock\n  grace_period_seconds: 0\n  graceful_shutdown_timeout_seconds: 1\nlisteners:\n  - name: main\n    address: \"{addr}\"\n{extra}admin:\n  address: \"{admin}\"\n{body}",
-            d = dir.display()
-        );
-        let path = dir.join("scimitar.yaml");
-        std::fs::write(&path, conf).expect("write config");
-        let log = std::fs::File::create(dir.join("scimitar.log")).expect("log file");
+        Self::start_full("", extra, body)
+    }
+
+    /// The config text [`Proxy::start_full`] writes (and a reload test rewrites).
+    pub fn config_text(&self, server: &str, extra: &str, body: &str) -> String {
+        format!(
+            "server:\n  threads: 2\n  pid_file: {d}/scimitar.pid\n  upgrade_sock: {d}/upgrade.sock\n{server}listeners:\n  - name: main\n    address: \"{addr}\"\n{extra}admin:\n  address: \"{admin}\"\n{body}",
+            d = self.dir.display(),
+            addr = self.addr,
+            admin = self.admin,
+        )
+    }
+
+    /// Like [`Proxy::start_with_listeners`], with `server` as extra lines of the `server`
+    /// section (indented already; empty keeps scimitar's own shutdown defaults).
+    pub fn start_full(server: &str, extra: &str, body: &str) -> Self {
+        let mut p = Proxy {
+            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            admin: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            dir: scratch_dir("proxy"),
+            child: None,
+        };
+        std::fs::write(p.config_path(), p.config_text(server, extra, body)).expect("write config");
+        p.child = Some(p.spawn(&[], "scimitar.log"));
+        wait_for_port(p.addr, Duration::from_secs(20));
+        wait_for_port(p.admin, Duration::from_secs(5));
+        p
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("scimitar.yaml")
+    }
+
+    /// Another scimitar process on this proxy's config file (`args` e.g. `["-u"]` for a binary
+    /// upgrade), logging to `log` in the proxy's directory.
+    pub fn spawn(&self, args: &[&str], log: &str) -> Reaper {
+        let log = std::fs::File::create(self.dir.join(log)).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_scimitar"))
             .arg("-c")
-            .arg(&path)
+            .arg(self.config_path())
+            .args(args)
             .env("RUST_LOG", "info,scimitar::access=debug")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawn scimitar");
-        let child = Reaper(child);
-        wait_for_port(addr, Duration::from_secs(20));
-        wait_for_port(admin, Duration::from_secs(5));
-        Proxy {
-            addr,
-            admin,
-            dir,
-            child: Some(child),
-        }
+        Reaper(child)
+    }
+
+    /// The running process (panics when it was taken).
+    pub fn process(&mut self) -> &mut Reaper {
+        self.child.as_mut().expect("scimitar process")
+    }
+
+    /// Replaces the running process (after a binary upgrade the new one serves).
+    pub fn adopt(&mut self, r: Reaper) -> Option<Reaper> {
+        self.child.replace(r)
     }
 
     pub fn get(&self, path: &str) -> Response {
