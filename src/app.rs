@@ -148,7 +148,8 @@ pub fn run(mut opt: Opt, mut cfg: Config, path: String, hash: u64) -> Result<(),
         before_exit: Box::new(|| {}),
         reopen_logs: Box::new(|| {}),
     };
-    let watch = crate::shutdown::install(hooks, server.watch_execution_phase())?;
+    let (watch, signals) = crate::shutdown::install(hooks, server.watch_execution_phase())?;
+    server.add_service(background_service("signals", signals));
     server.run(RunArgs {
         shutdown_signal: Box::new(watch),
     });

@@ -130,16 +130,56 @@ fn drain(hooks: &Hooks, started: Instant) -> ! {
 }
 
 /// Installs the handlers (before Pingora starts, so no signal finds the default action) and
-/// returns what Pingora's main loop waits on. `phases` tells when the listeners are closed.
+/// returns what Pingora's main loop waits on, and the service that starts acting on them.
+/// The threads start from that service, i.e. after `-d` has forked: threads do not survive a
+/// fork, but the handlers and their queue do, so no signal is lost in between.
 pub fn install(
     hooks: Hooks,
-    mut phases: tokio::sync::broadcast::Receiver<pingora::server::ExecutionPhase>,
-) -> Result<Watch, String> {
-    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGUSR1, SIGTERM, SIGINT, SIGQUIT])
+    phases: tokio::sync::broadcast::Receiver<pingora::server::ExecutionPhase>,
+) -> Result<(Watch, SignalService), String> {
+    let signals = signal_hook::iterator::Signals::new([SIGHUP, SIGUSR1, SIGTERM, SIGINT, SIGQUIT])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let (tx, rx) = tokio::sync::watch::channel(None);
+    let parts = Parts {
+        signals,
+        hooks,
+        phases,
+        tx,
+    };
+    Ok((Watch(rx), SignalService(Mutex::new(Some(parts)))))
+}
+
+struct Parts {
+    signals: signal_hook::iterator::Signals,
+    hooks: Hooks,
+    phases: tokio::sync::broadcast::Receiver<pingora::server::ExecutionPhase>,
+    tx: tokio::sync::watch::Sender<Option<Kind>>,
+}
+
+/// Starts the signal and drain threads once Pingora runs (see [`install`]).
+pub struct SignalService(Mutex<Option<Parts>>);
+
+#[async_trait]
+impl pingora::services::background::BackgroundService for SignalService {
+    async fn start(&self, _shutdown: pingora::server::ShutdownWatch) {
+        let parts = self.0.lock().ok().and_then(|mut p| p.take());
+        if let Some(p) = parts {
+            if let Err(e) = spawn_threads(p) {
+                log::error!("{e}; signals other than SIGKILL will not be handled");
+            }
+        }
+    }
+}
+
+fn spawn_threads(parts: Parts) -> Result<(), String> {
+    let Parts {
+        mut signals,
+        hooks,
+        mut phases,
+        tx,
+    } = parts;
     let hooks = Arc::new(hooks);
-    let stopping: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    let stopping = AtomicBool::new(false);
 
     // The drain starts when Pingora has broadcast the stop (the listeners no longer accept):
     // right away for SIGTERM, after the hand-over for an upgrade.
@@ -180,11 +220,7 @@ pub fn install(
                     SIGUSR1 => (hooks.reopen_logs)(),
                     SIGINT => exit(&hooks, 0, "SIGINT received"),
                     SIGTERM | SIGQUIT => {
-                        let first = stopping
-                            .lock()
-                            .map(|mut s| s.replace(Instant::now()).is_none())
-                            .unwrap_or(false);
-                        if !first {
+                        if stopping.swap(true, Ordering::SeqCst) {
                             exit(&hooks, 0, "second stop signal received");
                         }
                         let kind = if sig == SIGQUIT { Kind::Upgrade } else { Kind::Terminate };
@@ -200,5 +236,5 @@ pub fn install(
             }
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
-    Ok(Watch(rx))
+    Ok(())
 }

@@ -370,3 +370,52 @@ fn binary_upgrade_under_load_loses_no_request() {
         .collect();
     assert!(errors.is_empty(), "{errors:?}");
 }
+
+#[test]
+fn a_daemonised_proxy_still_reloads_on_sighup_and_stops_on_sigterm() {
+    let a = TestUpstream::start("a", Behavior::Echo);
+    let b = TestUpstream::start("b", Behavior::Echo);
+    let mut p = Proxy::start_full(DEFAULTS, "", &body(&a, &b, "a"));
+    // Same config, daemonised (`-d` forks: handlers installed before the fork must still act).
+    p.process().signal("TERM");
+    assert!(p.process().wait_exit(Duration::from_secs(3)).is_some());
+    let mut parent = p.spawn(&["-d"], "daemon.log");
+    assert!(
+        parent.wait_exit(Duration::from_secs(10)).is_some(),
+        "the -d parent returns"
+    );
+    common::wait_for_port(p.addr, Duration::from_secs(20));
+    let pid = std::fs::read_to_string(p.dir.join("scimitar.pid")).expect("pid file");
+    let pid = pid.trim().to_string();
+    // Not a child of the test: kill it if an assertion fails first.
+    struct Guard(String);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill").args(["-9", &self.0]).status();
+        }
+    }
+    let _guard = Guard(pid.clone());
+    let alive = || {
+        std::process::Command::new("kill")
+            .args(["-0", &pid])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let kill = |sig: &str| {
+        let ok = std::process::Command::new("kill").args(["-s", sig, &pid]).status();
+        assert!(ok.is_ok_and(|s| s.success()), "kill -s {sig} {pid}");
+    };
+    let text = std::fs::read_to_string(p.config_path())
+        .unwrap()
+        .replace("upstream: a", "upstream: b");
+    std::fs::write(p.config_path(), text).unwrap();
+    kill("HUP");
+    assert!(eventually(Duration::from_secs(5), || generation(&p) == 2), "reloaded");
+    assert!(alive(), "SIGHUP killed the daemon");
+    assert_eq!(served_by(&p), "b");
+    kill("TERM");
+    assert!(
+        eventually(Duration::from_secs(3), || !alive()),
+        "SIGTERM did not stop the daemon"
+    );
+}
