@@ -117,6 +117,8 @@ pub fn run(mut opt: Opt, mut cfg: Config, path: String, hash: u64) -> Result<(),
             edge: edge.clone(),
             l4: l4.clone(),
             reloader: reloader.clone(),
+            token_sha256: a.token_sha256,
+            started: std::time::Instant::now(),
         };
         let mut svc = Service::new("admin".to_string(), HttpServer::new_app(admin_app));
         svc.add_tcp(&a.address);

@@ -22,7 +22,8 @@
 //! - [`tls`]: the TLS edge — certificates by SNI, mTLS identity, rotation, upstream TLS.
 //! - [`h2c`]: prior-knowledge HTTP/2 on plaintext listeners, without Pingora's preface stall.
 //! - [`l4`]: `protocol: tcp` listeners — raw TCP (or terminated TLS) forwarded to a pool.
-//! - [`admin`]: `/healthz` and `/status` on the admin listener.
+//! - [`admin`]: the admin listener — probes, the live status page and its JSON, the
+//!   effective config (secrets masked), an optional bearer token.
 //! - [`reload`]: SIGHUP / `POST /reload` — validate, build the next runtime, swap or refuse.
 //! - [`shutdown`]: every signal, the drain on SIGTERM, and an exit that cannot hang.
 //! - [`app`]: wires services together and boots Pingora; `main.rs` is the CLI.

@@ -1,4 +1,5 @@
 //! `scimitar [-c FILE] [-t] [-d] [-u]`: the flags keep Pingora's (and nginx's) meaning.
+//! `scimitar hash-token` reads a token on stdin and prints the `admin.token_sha256` for it.
 
 use std::process::ExitCode;
 
@@ -11,7 +12,26 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const DEFAULT_CONF: &str = "conf/scimitar.yaml";
 
+/// The token comes on stdin, not as an argument, so it stays out of `ps` and shell history.
+fn hash_token() -> ExitCode {
+    let mut token = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut token) {
+        eprintln!("scimitar hash-token: cannot read the token from stdin: {e}");
+        return ExitCode::from(1);
+    }
+    let token = token.trim_end_matches(['\r', '\n']);
+    if token.is_empty() {
+        eprintln!("scimitar hash-token: give the token on stdin, e.g. `head -c 32 /dev/urandom | base64 | tee token | scimitar hash-token`");
+        return ExitCode::from(1);
+    }
+    println!("{}", scimitar::admin::hash_token(token.as_bytes()));
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("hash-token") {
+        return hash_token();
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let opt = Opt::parse_args();
     let path = opt.conf.clone().unwrap_or_else(|| DEFAULT_CONF.to_string());

@@ -33,6 +33,8 @@ pub struct Runtime {
     pub client_cert_headers: Vec<http::HeaderName>,
     /// Which load of the file this is, and what it contained.
     pub loaded: Loaded,
+    /// The file as loaded (after `${ENV}` expansion), for the admin `GET /config`.
+    pub source: Arc<serde_yaml::Value>,
     /// What the next reload compares against (kept as built, before moves into the runtime).
     pub(crate) basis: Basis,
 }
@@ -192,6 +194,7 @@ pub async fn build(cfg: &Config, prev: Option<&Runtime>, loaded: Loaded) -> Resu
         cache,
         client_cert_headers,
         loaded,
+        source: cfg.source.clone(),
         basis,
     })
 }

@@ -122,3 +122,47 @@ fn t_warns_about_a_certificate_close_to_expiry_and_fails_on_an_expired_one() {
     assert!(err.contains("expired on") && err.contains("test failed"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn t_refuses_an_admin_address_that_a_public_listener_shares() {
+    let conf = |admin: &str| {
+        format!(
+            "listeners:\n  - name: main\n    address: 127.0.0.1:8080\n  - name: all\n    address: \"0.0.0.0:8081\"\nadmin:\n  address: \"{admin}\"\nupstreams:\n  scim:\n    servers: [127.0.0.1:8001]\nroutes:\n  - base_path: /v2\n    upstream: scim\n"
+        )
+    };
+    let (code, _, err) = check(&conf("127.0.0.1:8080"));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("admin.address: 127.0.0.1:8080 overlaps listeners[0].address (127.0.0.1:8080); give the admin listener a port of its own"),
+        "{err}"
+    );
+    // A wildcard listener takes its port on every address, the admin's loopback one too.
+    let (code, _, err) = check(&conf("127.0.0.1:8081"));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("admin.address: 127.0.0.1:8081 overlaps listeners[1].address (0.0.0.0:8081)"),
+        "{err}"
+    );
+    let (code, _, err) = check(&conf("127.0.0.1:9090"));
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn hash_token_prints_the_digest_of_stdin_for_admin_token_sha256() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scimitar"))
+        .arg("hash-token")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"test\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let digest = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(digest, "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
+    let (code, _, err) = check(&format!(
+        "listeners: [{{address: \"127.0.0.1:8080\"}}]\nadmin: {{address: \"127.0.0.1:9090\", token_sha256: {digest}}}\nupstreams: {{scim: {{servers: [127.0.0.1:8001]}}}}\nroutes: [{{base_path: /v2, upstream: scim}}]\n"
+    ));
+    assert_eq!(code, 0, "{err}");
+}

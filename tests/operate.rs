@@ -297,7 +297,7 @@ fn stopping_by_any_signal_under_traffic_is_bounded_and_quiet() {
                 if s2.load(SeqCst) {
                     break;
                 }
-                let _ = try_http(admin, "GET", "/status", &[], None);
+                let _ = try_http(admin, "GET", "/status.json", &[], None);
             }
         });
         std::thread::sleep(Duration::from_millis(150 + 50 * round as u64));

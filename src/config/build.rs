@@ -111,14 +111,9 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
 
     let upstreams = upstreams(&mut p, top);
     let server = server(&mut p, r::get(top, "server"), &upstreams);
-    let listeners = listeners(&mut p, top, &upstreams);
-    let admin = r::get(top, "admin").and_then(|v| {
-        let m = r::map(&mut p, "admin", v, &["address"])?;
-        let address = r::req(&mut p, m, "admin", "address", "give e.g. `127.0.0.1:9090`", socket)?;
-        Some(Admin {
-            address: address.to_string(),
-        })
-    });
+    let admin = r::get(top, "admin").and_then(|v| admin(&mut p, v));
+    let admin_addr = admin.as_ref().and_then(|a| a.address.parse().ok());
+    let listeners = listeners(&mut p, top, &upstreams, admin_addr);
     let tenancy_v = r::get(top, "tenancy");
     let rate_limits = rate_limits(&mut p, top);
     let routes = routes(&mut p, top, &upstreams, &rate_limits);
@@ -176,23 +171,6 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
         }
     }
 
-    if let (Some(a), true) = (&admin, !listeners.is_empty()) {
-        let clash = a.address.parse::<SocketAddr>().is_ok_and(|a| {
-            listeners
-                .iter()
-                .any(|l| l.address.parse().is_ok_and(|b| same_port(a, b)))
-        });
-        if clash {
-            p.add(
-                "admin.address",
-                format!(
-                    "{} is also a listener's address; give the admin listener its own port",
-                    a.address
-                ),
-            );
-        }
-    }
-
     match (p.is_empty(), server) {
         (true, Some(server)) => Ok(Config {
             server,
@@ -206,6 +184,7 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
             cache,
             shutdown_timeout,
             warnings: p.1,
+            source: Arc::new(root.clone()),
         }),
         _ => Err(p),
     }
@@ -297,7 +276,43 @@ fn server(p: &mut Problems, v: Option<&Value>, pools: &[PoolConfig]) -> Option<S
     Some(conf)
 }
 
-fn listeners(p: &mut Problems, top: &Mapping, pools: &[PoolConfig]) -> Vec<Listener> {
+/// The `admin` section: its address, and the digest of its bearer token.
+fn admin(p: &mut Problems, v: &Value) -> Option<Admin> {
+    let m = r::map(p, "admin", v, &["address", "token_sha256"])?;
+    let token_sha256 = r::get(m, "token_sha256").and_then(|v| {
+        let at = "admin.token_sha256";
+        let hex = r::string(p, at, v)?;
+        let digest = sha256_hex(&hex);
+        if digest.is_none() {
+            p.add(
+                at,
+                "expected the token's SHA-256 as 64 hex digits; make it with `scimitar hash-token` (reads the token on stdin)",
+            );
+        }
+        digest
+    });
+    let address = r::req(p, m, "admin", "address", "give e.g. `127.0.0.1:9090`", socket)?;
+    Some(Admin {
+        address: address.to_string(),
+        token_sha256,
+    })
+}
+
+/// 64 hex digits (either case) → 32 bytes.
+fn sha256_hex(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim().as_bytes();
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(s.chunks(2)) {
+        let digit = |c: u8| (c as char).to_digit(16);
+        *o = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
+    }
+    Some(out)
+}
+
+fn listeners(p: &mut Problems, top: &Mapping, pools: &[PoolConfig], admin: Option<SocketAddr>) -> Vec<Listener> {
     let mut out = Vec::new();
     let Some(list) = r::req(
         p,
@@ -327,6 +342,16 @@ fn listeners(p: &mut Problems, top: &Mapping, pools: &[PoolConfig]) -> Vec<Liste
         if let Some(a) = address {
             if let Some(b) = seen.iter().find(|b| same_port(a, **b)) {
                 p.add(&join(&at, "address"), format!("{a} overlaps another listener's {b}"));
+            }
+            // The admin listener must not answer on a public address (and both cannot bind).
+            if let Some(b) = admin.filter(|b| same_port(a, *b)) {
+                p.add(
+                    "admin.address",
+                    format!(
+                        "{b} overlaps {}.address ({a}); give the admin listener a port of its own, on a private address",
+                        at
+                    ),
+                );
             }
             seen.push(a);
         }

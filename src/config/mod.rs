@@ -37,6 +37,9 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Not errors, but worth an operator's attention (a certificate close to expiry).
     pub warnings: Vec<Problem>,
+    /// The file as loaded (after `${ENV}` expansion), for the admin `GET /config`; shared, so
+    /// a reload can hand the admin listener a new one without copying the tree.
+    pub source: std::sync::Arc<serde_yaml::Value>,
 }
 
 /// The `rate_limits` section (and `redis` when the store is shared).
@@ -85,6 +88,9 @@ pub struct TcpListener {
 #[derive(Debug, Clone)]
 pub struct Admin {
     pub address: String,
+    /// SHA-256 of the bearer token that every admin path but `/healthz` and `/readyz` requires
+    /// (`None`: open). Only the digest is configured, so the file never holds the token.
+    pub token_sha256: Option<[u8; 32]>,
 }
 
 /// Where a request's tenant comes from.

@@ -181,12 +181,12 @@ fn duplicate_addresses_are_rejected() {
     let text = GOOD.replace("address: 127.0.0.1:9090", "address: 127.0.0.1:8080");
     let got = problems(&text);
     assert!(
-        got[0].starts_with("admin.address: 127.0.0.1:8080 is also a listener"),
+        got[0].starts_with("admin.address: 127.0.0.1:8080 overlaps listeners[0].address (127.0.0.1:8080)"),
         "{got:?}"
     );
     // A wildcard address overlaps every address on its port.
     let text = GOOD.replace("address: 127.0.0.1:9090", "address: 0.0.0.0:8080");
-    assert!(problems(&text)[0].starts_with("admin.address: 0.0.0.0:8080 is also a listener"));
+    assert!(problems(&text)[0].starts_with("admin.address: 0.0.0.0:8080 overlaps listeners[0].address"));
     let text = GOOD.replace(
         "    address: 127.0.0.1:8080\n",
         "    address: 127.0.0.1:8080\n  - name: all\n    address: \"[::]:8080\"\n",
@@ -409,4 +409,25 @@ fn shutdown_timeout_sets_pingoras_backstop() {
     let w: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
     assert!(w.iter().any(|w| w.contains("server.grace_period_seconds")), "{w:?}");
     assert!(problems(&format!("{plain}shutdown_timeout: 30\n"))[0].contains("shutdown_timeout"));
+}
+
+#[test]
+fn the_admin_token_is_configured_by_its_digest_only() {
+    let digest = "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08";
+    let text = GOOD.replace(
+        "address: 127.0.0.1:9090",
+        &format!("address: 127.0.0.1:9090\n  token_sha256: {digest}"),
+    );
+    let c = from_str_with_env(&text, |_| None).unwrap();
+    let got = c.admin.unwrap().token_sha256.unwrap();
+    assert_eq!(got, openssl::sha::sha256(b"test"));
+    // The file as loaded is kept for `GET /config`.
+    assert_eq!(c.source["admin"]["token_sha256"].as_str(), Some(digest));
+
+    let text = GOOD.replace("address: 127.0.0.1:9090", "address: 127.0.0.1:9090\n  token_sha256: s3cret");
+    let got = problems(&text);
+    assert!(
+        got[0].starts_with("admin.token_sha256: expected the token's SHA-256 as 64 hex digits"),
+        "{got:?}"
+    );
 }

@@ -21,6 +21,8 @@ pub struct ServerState {
     fails: AtomicU32,
     ejected_until: AtomicU64,
     picks: AtomicU64,
+    /// Times this server was ejected (for the status page; written only on an ejection).
+    ejections: AtomicU64,
     /// Active health, mirrored from the health checker's observer (servers start healthy, as
     /// in Pingora).
     healthy: AtomicBool,
@@ -33,6 +35,7 @@ impl ServerState {
             fails: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
             picks: AtomicU64::new(0),
+            ejections: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
         }
     }
@@ -65,6 +68,7 @@ impl ServerState {
             self.fails.store(0, Relaxed);
             let until = now_ms() + eject_for.as_millis() as u64;
             self.ejected_until.store(until, Relaxed);
+            self.ejections.fetch_add(1, Relaxed);
             return true;
         }
         false
@@ -83,6 +87,10 @@ impl ServerState {
 
     pub fn picks(&self) -> u64 {
         self.picks.load(Relaxed)
+    }
+
+    pub fn ejections(&self) -> u64 {
+        self.ejections.load(Relaxed)
     }
 
     pub fn consecutive_failures(&self) -> u32 {
@@ -109,6 +117,7 @@ mod tests {
         assert!(!s.failure(3, Duration::from_secs(10)));
         assert!(s.failure(3, Duration::from_secs(10)));
         assert!(s.is_ejected(now_ms()));
+        assert_eq!(s.ejections(), 1);
         assert!(!s.is_ejected(now_ms() + 10_001), "ejection ends by itself");
     }
 

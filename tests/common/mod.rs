@@ -265,6 +265,13 @@ impl Proxy {
         Self::start_full("", extra, body)
     }
 
+    /// Like [`Proxy::start`], with more `admin` keys (indented lines, e.g.
+    /// `"  token_sha256: …\n"`): the body follows `admin.address` in the file, so they extend
+    /// the admin section.
+    pub fn start_with_admin(admin: &str, body: &str) -> Self {
+        Self::start_full("", "", &format!("{admin}{body}"))
+    }
+
     /// The config text [`Proxy::start_full`] writes (and a reload test rewrites).
     pub fn config_text(&self, server: &str, extra: &str, body: &str) -> String {
         format!(
@@ -329,10 +336,10 @@ impl Proxy {
         http(self.addr, method, path, headers, body)
     }
 
-    /// The admin `/status` document.
+    /// The admin `/status.json` document.
     pub fn status(&self) -> serde_json::Value {
-        let r = http(self.admin, "GET", "/status", &[], None);
-        assert_eq!(r.status, 200, "admin /status");
+        let r = http(self.admin, "GET", "/status.json", &[], None);
+        assert_eq!(r.status, 200, "admin /status.json");
         serde_json::from_slice(&r.body).expect("status JSON")
     }
 

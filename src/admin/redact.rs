@@ -1,0 +1,122 @@
+//! `GET /config`: the file as loaded (after `${ENV}` expansion), as JSON, with secrets masked.
+//!
+//! Masked: the value of every key whose name contains `secret`, `password`, `passwd`, `token`,
+//! `credential` or `private`, or ends in `_key` / `apikey` (so `key_secret`,
+//! `admin.token_sha256`, any future `api_key`); the password of any `scheme://user:pass@host`
+//! URL (a Redis URL), or the whole user part when it has no `:` (`https://TOKEN@host`); and
+//! any inline PEM private key. Shown: keys named exactly `key` — TLS `key` is a file path, and
+//! affinity/rate-limit `key` lists key sources — since a path says where the secret is, not
+//! what it is.
+
+use serde_json::Value as Json;
+use serde_yaml::Value;
+
+const MASK: &str = "[redacted]";
+
+pub fn redacted(v: &Value) -> Json {
+    walk(v, false)
+}
+
+fn walk(v: &Value, secret: bool) -> Json {
+    match v {
+        Value::Null => Json::Null,
+        _ if secret => Json::from(MASK),
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Number(n) => n
+            .as_u64()
+            .map(Json::from)
+            .or_else(|| n.as_i64().map(Json::from))
+            .or_else(|| n.as_f64().and_then(serde_json::Number::from_f64).map(Json::Number))
+            .unwrap_or(Json::Null),
+        Value::String(s) => Json::String(string(s)),
+        Value::Sequence(items) => Json::Array(items.iter().map(|i| walk(i, false)).collect()),
+        Value::Mapping(m) => Json::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let k = match k {
+                        Value::String(s) => s.clone(),
+                        other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
+                    };
+                    let secret = secret_key(&k);
+                    (k, walk(v, secret))
+                })
+                .collect(),
+        ),
+        Value::Tagged(t) => walk(&t.value, secret),
+    }
+}
+
+fn secret_key(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["secret", "password", "passwd", "token", "credential", "private"]
+        .iter()
+        .any(|w| n.contains(w))
+        || n.ends_with("_key")
+        || n.ends_with("apikey")
+}
+
+/// A string value with any URL password or inline private key masked.
+fn string(s: &str) -> String {
+    if s.contains("PRIVATE KEY-----") {
+        return MASK.to_string();
+    }
+    let Some(scheme_end) = s.find("://").map(|i| i + 3) else {
+        return s.to_string();
+    };
+    let authority_end = s[scheme_end..]
+        .find(['/', '?', '#'])
+        .map_or(s.len(), |i| scheme_end + i);
+    let Some(at) = s[scheme_end..authority_end].rfind('@').map(|i| scheme_end + i) else {
+        return s.to_string();
+    };
+    let userinfo = &s[scheme_end..at];
+    let kept = match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:{MASK}"),
+        None => MASK.to_string(),
+    };
+    format!("{}{kept}{}", &s[..scheme_end], &s[at..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_and_the_rest_is_shown() {
+        let v: Value = serde_yaml::from_str(
+            r#"
+key_secret: hunter2
+admin: {address: "127.0.0.1:9090", token_sha256: abcd}
+redis: {url: "redis://default:pa%40ss@redis.internal:6379/0", timeout: 50ms}
+other: "https://TOKEN@example.com/x"
+plain: "redis://redis.internal:6379"
+listeners:
+  - tls: {cert: /etc/scimitar/a.crt, key: /etc/scimitar/a.key}
+    inline: "-----BEGIN PRIVATE KEY-----\nMII\n-----END PRIVATE KEY-----"
+rate_limits: {policies: {p: {key: [token, client_ip], rate: 10/s}}}
+upstreams: {scim: {servers: [127.0.0.1:8001], keepalive: 16, weight: -1, ratio: 0.5}}
+api_key: {nested: x}
+"#,
+        )
+        .unwrap();
+        let j = redacted(&v);
+        assert_eq!(j["key_secret"], MASK);
+        assert_eq!(j["admin"]["token_sha256"], MASK);
+        assert_eq!(j["admin"]["address"], "127.0.0.1:9090");
+        assert_eq!(j["redis"]["url"], "redis://default:[redacted]@redis.internal:6379/0");
+        assert_eq!(j["redis"]["timeout"], "50ms");
+        assert_eq!(j["other"], "https://[redacted]@example.com/x");
+        assert_eq!(j["plain"], "redis://redis.internal:6379");
+        assert_eq!(j["listeners"][0]["tls"]["key"], "/etc/scimitar/a.key");
+        assert_eq!(j["listeners"][0]["inline"], MASK);
+        assert_eq!(
+            j["rate_limits"]["policies"]["p"]["key"],
+            serde_json::json!(["token", "client_ip"])
+        );
+        assert_eq!(j["upstreams"]["scim"]["keepalive"], 16);
+        assert_eq!(j["upstreams"]["scim"]["weight"], -1);
+        assert_eq!(j["upstreams"]["scim"]["ratio"], 0.5);
+        assert_eq!(j["api_key"], MASK, "a whole secret mapping is masked");
+        assert!(!j.to_string().contains("hunter2") && !j.to_string().contains("pa%40ss"));
+    }
+}
