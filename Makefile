@@ -3,11 +3,18 @@
 
 SHELL    := /bin/bash
 VENV     ?= .venv
-APT_PKGS := cmake pkg-config libssl-dev redis-server curl openssl
+# chromium: the headless browser of the status page test (tests/status_page.rs).
+APT_PKGS := cmake pkg-config libssl-dev redis-server curl openssl chromium
 PY_REQS  := scim2-server==0.8.3 scim2-tester==0.5.2 scim2-client==0.13.2 scim2-models==0.12.3 httpx2==2.16.2
 CARGO    ?= cargo
+# make install: where things go. INSTALL_BIN picks another binary (tests install a debug one).
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+SYSCONFDIR  ?= /etc
+UNITDIR     ?= /lib/systemd/system
+INSTALL_BIN ?= target/release/scimitar
 
-.PHONY: all deps sysdeps venv build release run run-tls test lint fmt check clean bench bench-micro bench-instructions bench-macro bench-goodput bench-tls
+.PHONY: all deps sysdeps venv build release install run run-tls test lint fmt check clean bench bench-micro bench-instructions bench-macro bench-goodput bench-tls
 
 all: build
 
@@ -28,6 +35,22 @@ build: sysdeps
 
 release: sysdeps
 	$(CARGO) build --release
+
+## make install [PREFIX=/usr/local] [DESTDIR=]: the release binary, $(SYSCONFDIR)/scimitar/scimitar.yaml
+## (an existing one is kept) and the systemd unit; as root into /, also the `scimitar` system user
+install: $(if $(filter target/release/scimitar,$(INSTALL_BIN)),release)
+	install -D -m 0755 $(INSTALL_BIN) $(DESTDIR)$(BINDIR)/scimitar
+	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/scimitar
+	@conf=$(DESTDIR)$(SYSCONFDIR)/scimitar/scimitar.yaml; \
+	if [ -e "$$conf" ]; then echo "kept $$conf (the shipped one is conf/scimitar.yaml)"; \
+	else install -m 0644 conf/scimitar.yaml "$$conf"; fi
+	install -d -m 0755 $(DESTDIR)$(UNITDIR)
+	sed -e 's|/usr/local/bin/scimitar|$(BINDIR)/scimitar|g' -e 's|/etc/scimitar/|$(SYSCONFDIR)/scimitar/|g' \
+	  conf/scimitar.service > $(DESTDIR)$(UNITDIR)/scimitar.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/scimitar.service
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" -eq 0 ] && ! id scimitar >/dev/null 2>&1; then \
+	  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin scimitar; fi
+	@echo "installed; then: systemctl daemon-reload && systemctl enable --now scimitar"
 
 ## make run: the proxy on :8080 in front of two local scim2-server replicas
 run: deps release

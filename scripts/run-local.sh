@@ -43,10 +43,10 @@ for port in 8001 8002; do
 done
 ./target/release/scimitar -t -c "$CONF"
 if [ "$CONF" = conf/scimitar.yaml ]; then
-  echo "scimitar on http://127.0.0.1:8080/v2 (admin: http://127.0.0.1:9090/status); Ctrl-C to stop"
+  echo "scimitar on http://127.0.0.1:8080/v2 (status page: http://127.0.0.1:9090/); Ctrl-C to stop"
 else
   echo "scimitar on https://localhost:8443/v2 (curl --cacert .local/tls/ca.pem) and mTLS on :8444"
-  echo "  (add --cert .local/tls/client.crt --key .local/tls/client.key); admin: http://127.0.0.1:9091/status"
+  echo "  (add --cert .local/tls/client.crt --key .local/tls/client.key); status page: http://127.0.0.1:9091/"
 fi
 ./target/release/scimitar -c "$CONF" &
 pids+=($!)

@@ -16,7 +16,11 @@ fn routes(pool: &str) -> String {
 fn readyz_turns_503_naming_the_pool_once_its_only_server_fails_its_check() {
     let scim = ScimServer::start();
     let hc = "    health_check: {path: /v2/ServiceProviderConfig, interval: 100ms, timeout: 200ms, rise: 1, fall: 1}\n";
-    let px = Proxy::start(&format!("upstreams:\n{}{}", pool_yaml("only", &[scim.addr], hc), routes("only")));
+    let px = Proxy::start(&format!(
+        "upstreams:\n{}{}",
+        pool_yaml("only", &[scim.addr], hc),
+        routes("only")
+    ));
     let ready = http(px.admin, "GET", "/readyz", &[], None);
     assert_eq!(ready.status, 200, "{}", ready.text());
     assert_eq!(ready.json()["ready"], true);
@@ -60,13 +64,29 @@ fn with_a_token_every_path_but_the_probes_needs_it() {
         let right = http(px.admin, "GET", path, &[("Authorization", "Bearer s3cret")], None);
         assert_eq!(right.status, 200, "{path} with the token");
     }
-    let r = http(px.admin, "POST", "/tls/reload", &[("Authorization", "Bearer nope")], None);
+    let r = http(
+        px.admin,
+        "POST",
+        "/tls/reload",
+        &[("Authorization", "Bearer nope")],
+        None,
+    );
     assert_eq!(r.status, 401);
     // What a browser sends after its login prompt: any user name, the token as password.
-    let basic = http(px.admin, "GET", "/status.json", &[("Authorization", "Basic b3BzOnMzY3JldA==")], None);
+    let basic = http(
+        px.admin,
+        "GET",
+        "/status.json",
+        &[("Authorization", "Basic b3BzOnMzY3JldA==")],
+        None,
+    );
     assert_eq!(basic.status, 200);
     for probe in ["/healthz", "/readyz"] {
-        assert_eq!(http(px.admin, "GET", probe, &[], None).status, 200, "{probe} stays open");
+        assert_eq!(
+            http(px.admin, "GET", probe, &[], None).status,
+            200,
+            "{probe} stays open"
+        );
     }
 }
 
@@ -89,7 +109,9 @@ fn config_shows_the_loaded_file_with_secrets_masked() {
     let c = r.json();
     assert_eq!(c["key_secret"], "[redacted]");
     assert!(
-        c["redis"]["url"].as_str().is_some_and(|u| u.starts_with("redis://scimitar:[redacted]@127.0.0.1:")),
+        c["redis"]["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("redis://scimitar:[redacted]@127.0.0.1:")),
         "{}",
         c["redis"]
     );

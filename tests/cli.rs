@@ -160,9 +160,59 @@ fn hash_token_prints_the_digest_of_stdin_for_admin_token_sha256() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let digest = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert_eq!(digest, "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
+    assert_eq!(
+        digest,
+        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    );
     let (code, _, err) = check(&format!(
         "listeners: [{{address: \"127.0.0.1:8080\"}}]\nadmin: {{address: \"127.0.0.1:9090\", token_sha256: {digest}}}\nupstreams: {{scim: {{servers: [127.0.0.1:8001]}}}}\nroutes: [{{base_path: /v2, upstream: scim}}]\n"
     ));
     assert_eq!(code, 0, "{err}");
+}
+
+/// `make install DESTDIR=…` with the binary these tests run (no release build).
+fn make_install(destdir: &std::path::Path, extra: &[&str]) -> String {
+    let out = Command::new("make")
+        .arg("-C")
+        .arg(common::repo())
+        .arg("install")
+        .arg(format!("DESTDIR={}", destdir.display()))
+        .arg(format!("INSTALL_BIN={}", env!("CARGO_BIN_EXE_scimitar")))
+        .args(extra)
+        .output()
+        .expect("run make (make test installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "make install failed:\n{text}");
+    text
+}
+
+#[test]
+fn make_install_lays_out_binary_config_and_unit_and_keeps_an_edited_config() {
+    let dest = common::scratch_dir("install");
+    make_install(&dest, &[]);
+    let bin = dest.join("usr/local/bin/scimitar");
+    let conf = dest.join("etc/scimitar/scimitar.yaml");
+    let unit = std::fs::read_to_string(dest.join("lib/systemd/system/scimitar.service")).unwrap();
+    assert!(
+        unit.contains("\nExecStart=/usr/local/bin/scimitar -c /etc/scimitar/scimitar.yaml\n"),
+        "{unit}"
+    );
+    assert!(unit.contains("\nExecStartPre=/usr/local/bin/scimitar -t -c /etc/scimitar/scimitar.yaml\n"));
+    assert!(unit.contains("\nExecReload=/bin/kill -HUP $MAINPID\n"));
+    // The installed binary accepts the installed config.
+    let out = Command::new(&bin).arg("-t").arg("-c").arg(&conf).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A second install (another PREFIX) keeps the operator's config and follows the prefix.
+    std::fs::write(&conf, "# edited\n").unwrap();
+    let said = make_install(&dest, &["PREFIX=/usr"]);
+    assert!(said.contains("kept "), "{said}");
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), "# edited\n");
+    let unit = std::fs::read_to_string(dest.join("lib/systemd/system/scimitar.service")).unwrap();
+    assert!(
+        unit.contains("\nExecStart=/usr/bin/scimitar -c /etc/scimitar/scimitar.yaml\n"),
+        "{unit}"
+    );
+    assert!(dest.join("usr/bin/scimitar").exists());
+    let _ = std::fs::remove_dir_all(&dest);
 }

@@ -5,10 +5,7 @@
 use openssl::sha::sha256;
 
 /// The realm both challenges name; a browser shows it in its login prompt.
-pub const CHALLENGES: [&str; 2] = [
-    "Bearer realm=\"scimitar admin\"",
-    "Basic realm=\"scimitar admin\"",
-];
+pub const CHALLENGES: [&str; 2] = ["Bearer realm=\"scimitar admin\"", "Basic realm=\"scimitar admin\""];
 
 /// Whether a request with this `Authorization` header may use a protected path.
 pub fn allowed(expected: Option<&[u8; 32]>, authorization: Option<&http::HeaderValue>) -> bool {
@@ -63,7 +60,10 @@ mod tests {
         // "admin:s3cret" and ":s3cret"; the user name is not checked.
         assert!(allowed(Some(&d), Some(&header("Basic YWRtaW46czNjcmV0"))));
         assert!(allowed(Some(&d), Some(&header("Basic OnMzY3JldA=="))));
-        assert!(!allowed(Some(&d), Some(&header("Basic czNjcmV0"))), "no colon: no password");
+        assert!(
+            !allowed(Some(&d), Some(&header("Basic czNjcmV0"))),
+            "no colon: no password"
+        );
         assert!(!allowed(Some(&d), Some(&header("Basic !!!"))));
         assert!(!allowed(Some(&d), Some(&header("Token s3cret"))));
     }

@@ -75,7 +75,10 @@ static PAGE_CSP: Lazy<String> = Lazy::new(|| {
             .split_once(&format!("<{tag}>"))
             .and_then(|(_, rest)| rest.split_once(&format!("</{tag}>")))
             .map_or("", |(body, _)| body);
-        format!("'sha256-{}'", openssl::base64::encode_block(&openssl::sha::sha256(body.as_bytes())))
+        format!(
+            "'sha256-{}'",
+            openssl::base64::encode_block(&openssl::sha::sha256(body.as_bytes()))
+        )
     };
     format!(
         "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
@@ -90,13 +93,23 @@ fn page() -> http::Response<Vec<u8>> {
         r.headers_mut().insert(http::header::CONTENT_SECURITY_POLICY, v);
     }
     let h = r.headers_mut();
-    h.insert(http::header::X_CONTENT_TYPE_OPTIONS, http::HeaderValue::from_static("nosniff"));
-    h.insert(http::header::REFERRER_POLICY, http::HeaderValue::from_static("no-referrer"));
+    h.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        http::HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        http::header::REFERRER_POLICY,
+        http::HeaderValue::from_static("no-referrer"),
+    );
     r
 }
 
 fn unauthorized() -> http::Response<Vec<u8>> {
-    let mut r = reply(401, "text/plain", b"unauthorized: send Authorization: Bearer <admin token>\n".to_vec());
+    let mut r = reply(
+        401,
+        "text/plain",
+        b"unauthorized: send Authorization: Bearer <admin token>\n".to_vec(),
+    );
     for c in auth::CHALLENGES {
         r.headers_mut()
             .append(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static(c));
@@ -139,10 +152,18 @@ impl ServeHttp for Admin {
         let req = session.req_header();
         let path = req.uri.path();
         let Some((_, method)) = ROUTES.iter().find(|(p, _)| *p == path) else {
-            return reply(404, "text/plain", b"not found; try /, /status.json, /readyz or /config\n".to_vec());
+            return reply(
+                404,
+                "text/plain",
+                b"not found; try /, /status.json, /readyz or /config\n".to_vec(),
+            );
         };
         if req.method.as_str() != *method {
-            let mut r = reply(405, "text/plain", format!("{path} answers {method} only\n").into_bytes());
+            let mut r = reply(
+                405,
+                "text/plain",
+                format!("{path} answers {method} only\n").into_bytes(),
+            );
             if let Ok(v) = http::HeaderValue::from_str(method) {
                 r.headers_mut().insert(http::header::ALLOW, v);
             }

@@ -72,6 +72,7 @@ fn pool_status(p: &Pool) -> Value {
         "name": p.name(),
         "selection": format!("{:?}", p.config.selection),
         "health_check": p.config.health_check.as_ref().map(|h| json!({
+            "type": format!("{:?}", h.kind).to_ascii_lowercase(),
             "path": h.path, "interval": fmt_duration(h.interval), "rise": h.rise, "fall": h.fall,
         })),
         "servers": servers,

@@ -424,7 +424,10 @@ fn the_admin_token_is_configured_by_its_digest_only() {
     // The file as loaded is kept for `GET /config`.
     assert_eq!(c.source["admin"]["token_sha256"].as_str(), Some(digest));
 
-    let text = GOOD.replace("address: 127.0.0.1:9090", "address: 127.0.0.1:9090\n  token_sha256: s3cret");
+    let text = GOOD.replace(
+        "address: 127.0.0.1:9090",
+        "address: 127.0.0.1:9090\n  token_sha256: s3cret",
+    );
     let got = problems(&text);
     assert!(
         got[0].starts_with("admin.token_sha256: expected the token's SHA-256 as 64 hex digits"),
