@@ -119,6 +119,16 @@ fn config_shows_the_loaded_file_with_secrets_masked() {
     assert_eq!(c["upstreams"]["p"]["servers"][0]["address"], unused.to_string());
     assert_eq!(c["rate_limits"]["policies"]["per-ip"]["key"], "client_ip");
     assert_eq!(c["admin"]["address"], px.admin.to_string());
+
+    // After a reload, /config shows the file that serves now.
+    let path = px.dir.join("scimitar.yaml");
+    let file = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, file.replace("keepalive: 7", "keepalive: 9")).unwrap();
+    let r = http(px.admin, "POST", "/reload", &[], None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let c = http(px.admin, "GET", "/config", &[], None).json();
+    assert_eq!(c["upstreams"]["p"]["keepalive"], 9);
+    assert_eq!(c["key_secret"], "[redacted]");
 }
 
 #[test]
