@@ -22,6 +22,7 @@
 //! - [`tls`]: the TLS edge — certificates by SNI, mTLS identity, rotation, upstream TLS.
 //! - [`h2c`]: prior-knowledge HTTP/2 on plaintext listeners, without Pingora's preface stall.
 //! - [`l4`]: `protocol: tcp` listeners — raw TCP (or terminated TLS) forwarded to a pool.
+//! - [`metrics`]: Prometheus series (`/metrics`) and the status page's traffic totals.
 //! - [`admin`]: the admin listener — probes, the live status page and its JSON, the
 //!   effective config (secrets masked), an optional bearer token.
 //! - [`reload`]: SIGHUP / `POST /reload` — validate, build the next runtime, swap or refuse.
@@ -37,6 +38,7 @@ pub mod config;
 pub mod h2c;
 pub mod keys;
 pub mod l4;
+pub mod metrics;
 pub mod overload;
 pub mod proxy;
 pub mod ratelimit;
@@ -45,5 +47,6 @@ pub mod routing;
 pub mod runtime;
 pub mod scim;
 pub mod shutdown;
+pub mod timefmt;
 pub mod tls;
 pub mod upstream;

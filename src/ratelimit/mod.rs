@@ -130,6 +130,9 @@ pub struct PolicyState {
     pub local: LocalGcra,
     /// This policy's `RateLimit-Policy` item, built once.
     pub item: String,
+    /// Its refusals (`scimitar_rejected_requests_total{reason="rate_limit"}`); `None` when
+    /// metrics are off.
+    pub rejected: Option<prometheus::IntCounter>,
 }
 
 /// Every policy of the config, and the shared store when there is one.
@@ -144,6 +147,7 @@ impl PolicyState {
         PolicyState {
             local: LocalGcra::new(policy.rate, policy.burst),
             item: policy_item(&policy),
+            rejected: crate::metrics::get().and_then(|m| m.rate_limited(&policy.name).ok()),
             policy,
         }
     }

@@ -65,6 +65,10 @@ pub struct Pool {
     slots: Option<Arc<[Arc<Semaphore>]>>,
     /// Requests refused because their server stayed full for the whole wait.
     pub slot_timeouts: AtomicU64,
+    /// Requests that had to wait for a slot on their server (`max_conns`).
+    pub slot_waits: AtomicU64,
+    /// This pool's request metrics, resolved once; `None` when metrics are off.
+    pub metrics: Option<crate::metrics::PoolMetrics>,
 }
 
 /// What a reloaded pool takes over from its predecessor.
@@ -156,9 +160,12 @@ impl Pool {
                 .max_conns
                 .map(|n| config.servers.iter().map(|_| Arc::new(Semaphore::new(n))).collect())
         });
+        let addrs: Vec<String> = config.servers.iter().map(|s| s.address.to_string()).collect();
         Pool {
             slots,
             slot_timeouts: AtomicU64::new(0),
+            slot_waits: AtomicU64::new(0),
+            metrics: crate::metrics::pool(&config.name, &addrs),
             admission: parts
                 .admission
                 .or_else(|| config.overload.clone().map(|o| Arc::new(Admission::new(o)))),
@@ -234,6 +241,7 @@ impl Pool {
     /// Waits up to the pool's `queue_timeout` for a slot on a server.
     pub async fn wait_slot(&self, index: usize) -> Option<OwnedSemaphorePermit> {
         let sem = self.slots.as_ref()?.get(index)?.clone();
+        self.slot_waits.fetch_add(1, Relaxed);
         match tokio::time::timeout(self.config.conn_wait, sem.acquire_owned()).await {
             Ok(Ok(p)) => Some(p),
             _ => {
