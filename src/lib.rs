@@ -23,6 +23,8 @@
 //! - [`h2c`]: prior-knowledge HTTP/2 on plaintext listeners, without Pingora's preface stall.
 //! - [`l4`]: `protocol: tcp` listeners — raw TCP (or terminated TLS) forwarded to a pool.
 //! - [`metrics`]: Prometheus series (`/metrics`) and the status page's traffic totals.
+//! - [`accesslog`]: the JSON access log (bounded queue, writer thread, SIGUSR1 reopen);
+//!   [`clientip`] finds the client behind `trusted_proxies`.
 //! - [`admin`]: the admin listener — probes, the live status page and its JSON, the
 //!   effective config (secrets masked), an optional bearer token.
 //! - [`reload`]: SIGHUP / `POST /reload` — validate, build the next runtime, swap or refuse.
@@ -30,10 +32,12 @@
 //! - [`app`]: wires services together and boots Pingora; `main.rs` is the CLI.
 #![forbid(unsafe_code)]
 
+pub mod accesslog;
 pub mod admin;
 pub mod affinity;
 pub mod app;
 pub mod cache;
+pub mod clientip;
 pub mod config;
 pub mod h2c;
 pub mod keys;

@@ -128,7 +128,7 @@ pub fn forwarded_for(prev: Option<&[u8]>, ip: IpAddr) -> pingora::Result<http::H
 
 /// An address as text, on the stack. IPv4 (nearly every client behind a load balancer) is
 /// written by hand: `Display` through `fmt` costs ~1 k instructions per request.
-fn ip_text(ip: IpAddr, buf: &mut [u8; 45]) -> &[u8] {
+pub fn ip_text(ip: IpAddr, buf: &mut [u8; 45]) -> &[u8] {
     match ip {
         IpAddr::V4(v4) => {
             let mut n = 0;

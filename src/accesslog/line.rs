@@ -1,0 +1,374 @@
+//! One request as one JSON object, written by hand into a pre-sized buffer (a generic
+//! serializer would allocate per field). Fields always appear, in this order; an unknown value
+//! is `null`. Strings are escaped per RFC 8259: `"`, `\` and control characters, and each byte
+//! that is not UTF-8 becomes `\u00XX` (its Latin-1 reading), so every line parses as JSON.
+
+use std::net::{IpAddr, SocketAddr};
+
+/// Sized for a typical line, so most lines never regrow.
+pub const LINE_CAPACITY: usize = 640;
+
+/// A policy's verdict on this request, as logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimit<'a> {
+    /// No policy counted this request.
+    None,
+    Allowed,
+    Limited(&'a str),
+}
+
+/// Everything a line says. Headers are never logged whole, so no credential can leak: only
+/// `User-Agent`, and the query through [`super::redact`].
+pub struct Record<'a> {
+    pub unix_ms: u64,
+    pub request_id: Option<&'a [u8]>,
+    pub client_ip: Option<IpAddr>,
+    pub method: &'a str,
+    pub path: &'a [u8],
+    pub query: Option<&'a [u8]>,
+    pub status: u16,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub duration_us: u64,
+    pub upstream: Option<&'a str>,
+    pub backend: Option<SocketAddr>,
+    pub upstream_status: Option<u16>,
+    pub upstream_us: Option<u64>,
+    pub tenant: Option<&'a [u8]>,
+    pub endpoint: &'a str,
+    pub operation: &'a str,
+    pub attempts: usize,
+    /// hit, miss, store, bypass or `-`.
+    pub cache: &'a str,
+    pub rate_limit: RateLimit<'a>,
+    pub tls_version: Option<&'a str>,
+    pub sni: Option<&'a str>,
+    pub http_version: &'a str,
+    pub user_agent: Option<&'a [u8]>,
+    pub error: Option<&'a str>,
+}
+
+/// Appends the line (with its newline) to `out`.
+pub fn encode(r: &Record<'_>, out: &mut Vec<u8>) {
+    let mut j = Obj(out, true);
+    j.key("ts");
+    j.0.push(b'"');
+    crate::timefmt::write_rfc3339_ms(j.0, r.unix_ms);
+    j.0.push(b'"');
+    j.key("request_id");
+    j.opt_str(r.request_id);
+    j.key("client_ip");
+    match r.client_ip {
+        Some(ip) => j.ip(ip),
+        None => j.null(),
+    }
+    j.key("method");
+    j.str(r.method.as_bytes());
+    j.key("path");
+    j.0.push(b'"');
+    escape(r.path, j.0);
+    if let Some(q) = r.query {
+        j.0.push(b'?');
+        let mut redacted = Vec::with_capacity(q.len() + 8);
+        super::redact::query(q, &mut redacted);
+        escape(&redacted, j.0);
+    }
+    j.0.push(b'"');
+    j.key("status");
+    j.uint(u64::from(r.status));
+    j.key("bytes_in");
+    j.uint(r.bytes_in);
+    j.key("bytes_out");
+    j.uint(r.bytes_out);
+    j.key("duration_ms");
+    j.ms(r.duration_us);
+    j.key("upstream");
+    j.opt_str(r.upstream.map(str::as_bytes));
+    j.key("backend");
+    match r.backend {
+        Some(a) => {
+            j.0.push(b'"');
+            let mut buf = [0u8; 45];
+            let ip = crate::proxy::policy::ip_text(a.ip(), &mut buf);
+            if a.is_ipv6() {
+                j.0.push(b'[');
+                j.0.extend_from_slice(ip);
+                j.0.push(b']');
+            } else {
+                j.0.extend_from_slice(ip);
+            }
+            j.0.push(b':');
+            write_uint(j.0, u64::from(a.port()));
+            j.0.push(b'"');
+        }
+        None => j.null(),
+    }
+    j.key("upstream_status");
+    match r.upstream_status {
+        Some(s) => j.uint(u64::from(s)),
+        None => j.null(),
+    }
+    j.key("upstream_ms");
+    match r.upstream_us {
+        Some(us) => j.ms(us),
+        None => j.null(),
+    }
+    j.key("tenant");
+    j.opt_str(r.tenant);
+    j.key("endpoint");
+    j.str(r.endpoint.as_bytes());
+    j.key("operation");
+    j.str(r.operation.as_bytes());
+    j.key("attempts");
+    j.uint(r.attempts as u64);
+    j.key("cache");
+    j.str(r.cache.as_bytes());
+    j.key("rate_limit");
+    match r.rate_limit {
+        RateLimit::None => j.str(b"-"),
+        RateLimit::Allowed => j.str(b"allowed"),
+        RateLimit::Limited(p) => {
+            j.0.extend_from_slice(b"\"limited:");
+            escape(p.as_bytes(), j.0);
+            j.0.push(b'"');
+        }
+    }
+    j.key("tls_version");
+    j.opt_str(r.tls_version.map(str::as_bytes));
+    j.key("sni");
+    j.opt_str(r.sni.map(str::as_bytes));
+    j.key("http_version");
+    j.str(r.http_version.as_bytes());
+    j.key("user_agent");
+    j.opt_str(r.user_agent);
+    j.key("error");
+    j.opt_str(r.error.map(str::as_bytes));
+    j.0.extend_from_slice(b"}\n");
+}
+
+/// An object being written; the flag is "no field yet".
+struct Obj<'a>(&'a mut Vec<u8>, bool);
+
+impl Obj<'_> {
+    fn key(&mut self, k: &str) {
+        self.0.push(if self.1 { b'{' } else { b',' });
+        self.1 = false;
+        self.0.push(b'"');
+        self.0.extend_from_slice(k.as_bytes());
+        self.0.extend_from_slice(b"\":");
+    }
+
+    fn str(&mut self, s: &[u8]) {
+        self.0.push(b'"');
+        escape(s, self.0);
+        self.0.push(b'"');
+    }
+
+    fn opt_str(&mut self, s: Option<&[u8]>) {
+        match s {
+            Some(s) => self.str(s),
+            None => self.null(),
+        }
+    }
+
+    fn null(&mut self) {
+        self.0.extend_from_slice(b"null");
+    }
+
+    fn uint(&mut self, n: u64) {
+        write_uint(self.0, n);
+    }
+
+    /// Microseconds as milliseconds with three decimals (`12.345`).
+    fn ms(&mut self, us: u64) {
+        write_uint(self.0, us / 1000);
+        let frac = us % 1000;
+        self.0.extend_from_slice(&[
+            b'.',
+            b'0' + (frac / 100) as u8,
+            b'0' + (frac / 10 % 10) as u8,
+            b'0' + (frac % 10) as u8,
+        ]);
+    }
+
+    fn ip(&mut self, ip: IpAddr) {
+        let mut buf = [0u8; 45];
+        self.str(crate::proxy::policy::ip_text(ip, &mut buf));
+    }
+}
+
+fn write_uint(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// JSON string content for `s` (without the quotes).
+pub fn escape(s: &[u8], out: &mut Vec<u8>) {
+    for chunk in s.utf8_chunks() {
+        escape_valid(chunk.valid().as_bytes(), out);
+        for b in chunk.invalid() {
+            push_u(out, *b);
+        }
+    }
+}
+
+fn escape_valid(s: &[u8], out: &mut Vec<u8>) {
+    let mut start = 0;
+    for (i, &b) in s.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f | 0x7f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&s[start..i]);
+        if esc.is_empty() {
+            push_u(out, b);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&s[start..]);
+}
+
+fn push_u(out: &mut Vec<u8>, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> Record<'static> {
+        Record {
+            unix_ms: 1_700_000_000_123,
+            request_id: Some(b"abc"),
+            client_ip: Some("203.0.113.7".parse().unwrap()),
+            method: "PATCH",
+            path: b"/scim/v2/Users/42",
+            query: Some(b"filter=userName%20eq%20%22bjensen%22&access_token=SECRET"),
+            status: 200,
+            bytes_in: 120,
+            bytes_out: 512,
+            duration_us: 12_345,
+            upstream: Some("scim"),
+            backend: Some("[::1]:8001".parse().unwrap()),
+            upstream_status: Some(200),
+            upstream_us: Some(9_001),
+            tenant: Some(b"acme"),
+            endpoint: "users",
+            operation: "deprovision",
+            attempts: 1,
+            cache: "-",
+            rate_limit: RateLimit::Limited("per-ip"),
+            tls_version: Some("TLSv1.3"),
+            sni: Some("scim.example"),
+            http_version: "HTTP/1.1",
+            user_agent: Some(b"Azure AD \"SCIM\"\x01\xff"),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_line_is_one_json_object_with_fields_in_order() {
+        let mut out = Vec::with_capacity(LINE_CAPACITY);
+        encode(&record(), &mut out);
+        assert_eq!(out.last(), Some(&b'\n'));
+        assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let text = String::from_utf8_lossy(&out);
+        let fields = [
+            "ts",
+            "request_id",
+            "client_ip",
+            "method",
+            "path",
+            "status",
+            "bytes_in",
+            "bytes_out",
+            "duration_ms",
+            "upstream",
+            "backend",
+            "upstream_status",
+            "upstream_ms",
+            "tenant",
+            "endpoint",
+            "operation",
+            "attempts",
+            "cache",
+            "rate_limit",
+            "tls_version",
+            "sni",
+            "http_version",
+            "user_agent",
+            "error",
+        ];
+        let at: Vec<usize> = fields
+            .iter()
+            .map(|k| text.find(&format!("\"{k}\":")).unwrap())
+            .collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "fixed order: {text}");
+        assert_eq!(v.as_object().unwrap().len(), fields.len());
+        assert_eq!(v["ts"], "2023-11-14T22:13:20.123Z");
+        assert_eq!(v["client_ip"], "203.0.113.7");
+        assert_eq!(
+            v["path"],
+            r#"/scim/v2/Users/42?filter=userName eq "***"&access_token=***"#
+        );
+        assert_eq!(v["duration_ms"], 12.345);
+        assert_eq!(v["upstream_ms"], 9.001);
+        assert_eq!(v["backend"], "[::1]:8001");
+        assert_eq!(v["rate_limit"], "limited:per-ip");
+        assert_eq!(v["user_agent"], "Azure AD \"SCIM\"\u{1}\u{ff}");
+        assert_eq!(v["error"], serde_json::Value::Null);
+        assert!(!text.contains("SECRET"));
+    }
+
+    #[test]
+    fn escaping() {
+        let mut out = Vec::new();
+        escape("a\"b\\c\n\t\r\x00\x7fé€".as_bytes(), &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), r#"a\"b\\c\n\t\r\u0000\u007fé€"#);
+        let mut out = Vec::new();
+        escape(b"ok\xc3(\xff", &mut out);
+        assert_eq!(out, br"ok\u00c3(\u00ff".to_vec());
+        let s = format!("\"{}\"", String::from_utf8(out).unwrap());
+        assert_eq!(serde_json::from_str::<String>(&s).unwrap(), "ok\u{c3}(\u{ff}");
+    }
+
+    #[test]
+    fn nulls_and_numbers() {
+        let mut r = record();
+        r.request_id = None;
+        r.client_ip = None;
+        r.query = None;
+        r.backend = None;
+        r.upstream_status = None;
+        r.upstream_us = None;
+        r.rate_limit = RateLimit::None;
+        r.duration_us = 7;
+        r.bytes_out = u64::MAX;
+        let mut out = Vec::new();
+        encode(&r, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["request_id"], serde_json::Value::Null);
+        assert_eq!(v["path"], "/scim/v2/Users/42");
+        assert_eq!(v["duration_ms"], 0.007);
+        assert_eq!(v["bytes_out"], u64::MAX);
+        assert_eq!(v["rate_limit"], "-");
+    }
+}

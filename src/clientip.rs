@@ -1,0 +1,209 @@
+//! The real client address behind trusted proxies: `X-Forwarded-For` is believed only when the
+//! TCP peer is one of `trusted_proxies`, and then only up to the first hop that is not trusted
+//! (read right to left, as nginx's `real_ip_recursive` does) — anything left of that hop was
+//! written by the client and could be forged.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use once_cell::sync::Lazy;
+
+/// The `trusted_proxies` of the config in force (replaced whole on reload).
+static TRUSTED: Lazy<ArcSwap<Vec<Cidr>>> = Lazy::new(|| ArcSwap::from_pointee(Vec::new()));
+
+/// Sets the trusted proxies (at start, and by a reload).
+pub fn set_trusted(proxies: Vec<Cidr>) {
+    TRUSTED.store(Arc::new(proxies));
+}
+
+/// [`client_ip`] with the configured trusted proxies.
+pub fn real_client_ip<'a>(peer: IpAddr, headers: impl DoubleEndedIterator<Item = &'a [u8]>) -> IpAddr {
+    let trusted = TRUSTED.load();
+    if trusted.is_empty() {
+        return peer;
+    }
+    client_ip(peer, headers, &trusted)
+}
+
+/// An IPv4 or IPv6 network, `10.0.0.0/8` or `2001:db8::/32` (a bare address is one host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `addr/len` or `addr`; the error says what to write instead.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (addr, len) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let net: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IP network; write e.g. `10.0.0.0/8` or `2001:db8::/32`"))?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = match len {
+            None => max,
+            Some(l) => match l.parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err(format!("`{s}`: the prefix length must be 0 to {max}")),
+            },
+        };
+        let c = Cidr { net, prefix };
+        if c.masked(net) != net {
+            return Err(format!(
+                "`{s}` has host bits set; write the network, `{}/{prefix}`",
+                c.masked(net)
+            ));
+        }
+        Ok(c)
+    }
+
+    fn masked(&self, ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V4(a) => {
+                let m = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                IpAddr::V4((u32::from(a) & m).into())
+            }
+            IpAddr::V6(a) => {
+                let m = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                IpAddr::V6((u128::from(a) & m).into())
+            }
+        }
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        // A v4 peer on a dual-stack socket shows as ::ffff:a.b.c.d.
+        let ip = ip.to_canonical();
+        ip.is_ipv4() == self.net.is_ipv4() && self.masked(ip) == self.net
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.net, self.prefix)
+    }
+}
+
+fn trusted(ip: IpAddr, proxies: &[Cidr]) -> bool {
+    proxies.iter().any(|c| c.contains(ip))
+}
+
+/// One `X-Forwarded-For` item: an address, possibly with a port (`1.2.3.4:5`, `[::1]:5`).
+fn parse_hop(item: &[u8]) -> Option<IpAddr> {
+    let s = std::str::from_utf8(item).ok()?.trim();
+    if let Ok(ip) = s.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = s.strip_prefix('[') {
+        return rest.split_once(']')?.0.parse().ok();
+    }
+    let (host, port) = s.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    host.parse().ok()
+}
+
+/// The client's address: the peer itself unless it is a trusted proxy; then the rightmost
+/// `X-Forwarded-For` hop that is not trusted (`headers`: every X-Forwarded-For value, in order).
+/// An unreadable hop ends the walk at the last good one, since nothing further left can be
+/// believed either.
+pub fn client_ip<'a>(peer: IpAddr, headers: impl DoubleEndedIterator<Item = &'a [u8]>, proxies: &[Cidr]) -> IpAddr {
+    if !trusted(peer, proxies) {
+        return peer;
+    }
+    let mut ip = peer;
+    for value in headers.rev() {
+        for item in value.rsplit(|b| *b == b',') {
+            if item.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match parse_hop(item) {
+                Some(hop) => {
+                    ip = hop;
+                    if !trusted(hop, proxies) {
+                        return hop;
+                    }
+                }
+                None => return ip,
+            }
+        }
+    }
+    ip
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cidrs(list: &[&str]) -> Vec<Cidr> {
+        list.iter().map(|s| Cidr::parse(s).unwrap()).collect()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_and_matches_v4_and_v6() {
+        let c = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(c.contains(ip("10.255.1.2")));
+        assert!(!c.contains(ip("11.0.0.1")));
+        assert!(c.contains(ip("::ffff:10.1.2.3")), "v4-mapped peers");
+        assert!(!c.contains(ip("::1")));
+        let c = Cidr::parse("2001:db8::/32").unwrap();
+        assert!(c.contains(ip("2001:db8:ffff::1")));
+        assert!(!c.contains(ip("2001:db9::1")));
+        assert!(Cidr::parse("127.0.0.1").unwrap().contains(ip("127.0.0.1")));
+        assert!(!Cidr::parse("127.0.0.1").unwrap().contains(ip("127.0.0.2")));
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+        assert!(Cidr::parse("::/0").unwrap().contains(ip("::2")));
+        assert_eq!(Cidr::parse(" 192.168.0.0/16 ").unwrap().to_string(), "192.168.0.0/16");
+    }
+
+    #[test]
+    fn bad_networks_are_explained() {
+        assert!(Cidr::parse("10.0.0.1/8").unwrap_err().contains("`10.0.0.0/8`"));
+        assert!(Cidr::parse("10.0.0.0/33").unwrap_err().contains("0 to 32"));
+        assert!(Cidr::parse("::/129").unwrap_err().contains("0 to 128"));
+        assert!(Cidr::parse("example.com/8").unwrap_err().contains("not an IP network"));
+        assert!(Cidr::parse("10.0.0.0/x").is_err());
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_peers() {
+        let t = cidrs(&["10.0.0.0/8", "::1"]);
+        let xff = |v: &'static [&'static str]| v.iter().map(|s| s.as_bytes());
+        // An untrusted peer's header is ignored.
+        assert_eq!(client_ip(ip("203.0.113.9"), xff(&["1.2.3.4"]), &t), ip("203.0.113.9"));
+        // A trusted peer: the rightmost untrusted hop, skipping trusted ones.
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), xff(&["6.6.6.6, 1.2.3.4, 10.0.0.7"]), &t),
+            ip("1.2.3.4")
+        );
+        // Several header lines are one list.
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), xff(&["6.6.6.6", "1.2.3.4", "10.9.9.9"]), &t),
+            ip("1.2.3.4")
+        );
+        // Ports and brackets.
+        assert_eq!(client_ip(ip("::1"), xff(&["[2001:db8::5]:443"]), &t), ip("2001:db8::5"));
+        assert_eq!(client_ip(ip("::1"), xff(&["1.2.3.4:5678"]), &t), ip("1.2.3.4"));
+        // No header, or only trusted hops: the leftmost known address.
+        assert_eq!(client_ip(ip("10.0.0.1"), xff(&[]), &t), ip("10.0.0.1"));
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), xff(&["10.0.0.2, 10.0.0.3"]), &t),
+            ip("10.0.0.2")
+        );
+        // Garbage stops the walk at the last readable hop.
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), xff(&["1.2.3.4, nonsense, 10.0.0.3"]), &t),
+            ip("10.0.0.3")
+        );
+        assert_eq!(client_ip(ip("10.0.0.1"), xff(&[" , 1.2.3.4 ,"]), &t), ip("1.2.3.4"));
+        // No trusted proxies: always the peer.
+        assert_eq!(client_ip(ip("10.0.0.1"), xff(&["1.2.3.4"]), &[]), ip("10.0.0.1"));
+    }
+}
