@@ -30,6 +30,9 @@ const TOP: &[&str] = &[
     "key_secret",
     "cache",
     "shutdown_timeout",
+    "access_log",
+    "metrics",
+    "trusted_proxies",
 ];
 const POOL: &[&str] = &[
     "servers",
@@ -142,6 +145,9 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
         s.graceful_shutdown_timeout_seconds.get_or_insert(1);
         s
     });
+    let access_log = r::get(top, "access_log").and_then(|v| super::observe::access_log(&mut p, v));
+    let metrics = super::observe::metrics(&mut p, r::get(top, "metrics"));
+    let trusted_proxies = super::observe::trusted_proxies(&mut p, r::get(top, "trusted_proxies"));
 
     // A client-certificate header is removed before the proxy forwards, but keys are read
     // before that: keying on it would key on whatever the client wrote there.
@@ -183,6 +189,10 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
             key_secret,
             cache,
             shutdown_timeout,
+            access_log,
+            metrics,
+            trusted_proxies,
+            hash: 0,
             warnings: p.1,
             source: Arc::new(root.clone()),
         }),
