@@ -44,6 +44,13 @@ pub fn run(mut opt: Opt, mut cfg: Config, path: String, hash: u64) -> Result<(),
         at_unix: crate::runtime::now_unix(),
     };
     let live = Live::new(crate::runtime::build_blocking(&cfg, None, loaded)?);
+    apply_observability(&cfg);
+    if let Some(m) = crate::metrics::get() {
+        m.config_active(hash);
+    }
+    if let Some(a) = &cfg.access_log {
+        crate::accesslog::init(a)?;
+    }
     let edge = Edge::new(&cfg.listeners);
     // Before the server section moves to Pingora: reloads compare against it.
     let reloader = Arc::new(Reloader::new(path, live.clone(), edge.clone(), &cfg));
@@ -147,8 +154,10 @@ pub fn run(mut opt: Opt, mut cfg: Config, path: String, hash: u64) -> Result<(),
                 .map(|s| (s.active.load(Relaxed) + s.queued.load(Relaxed)) as usize)
                 .sum()
         }),
-        before_exit: Box::new(|| {}),
-        reopen_logs: Box::new(|| {}),
+        before_exit: Box::new(|| {
+            crate::accesslog::flush_and_stop();
+        }),
+        reopen_logs: Box::new(crate::accesslog::reopen),
     };
     let (watch, signals) = crate::shutdown::install(hooks, server.watch_execution_phase())?;
     server.add_service(background_service("signals", signals));
@@ -156,6 +165,13 @@ pub fn run(mut opt: Opt, mut cfg: Config, path: String, hash: u64) -> Result<(),
         shutdown_signal: Box::new(watch),
     });
     Ok(())
+}
+
+/// The observability settings a reload may change too: tenant tracking (and its metric
+/// label) and the proxies whose `X-Forwarded-For` the access log believes.
+pub fn apply_observability(cfg: &Config) {
+    crate::metrics::configure(&cfg.metrics, cfg.tenancy != crate::config::Tenancy::None);
+    crate::clientip::set_trusted(cfg.trusted_proxies.clone());
 }
 
 /// The listeners as the admin page shows them: each with its handshake counters, and the

@@ -56,6 +56,7 @@ struct Fixed {
     admin: String,
     /// Each `server` setting, rendered.
     server: Vec<(String, String)>,
+    access_log: String,
 }
 
 /// Pingora's settings one by one, so a change names the setting.
@@ -110,6 +111,8 @@ impl Fixed {
                 .collect(),
             admin: format!("{:?}", cfg.admin),
             server: server_settings(&cfg.server),
+            // The writer thread owns its file and queue for the life of the process.
+            access_log: format!("{:?}", cfg.access_log),
         }
     }
 
@@ -138,6 +141,9 @@ impl Fixed {
                 Some((_, old)) => out.push(format!("server.{k}: {old} → {v}")),
                 None => out.push(format!("server.{k}: {v}")),
             }
+        }
+        if self.access_log != new.access_log {
+            out.push("access_log: changed".into());
         }
         out
     }
@@ -191,6 +197,7 @@ impl Reloader {
                 );
             }
         }
+        crate::metrics::config_loaded(self.live.load().loaded.hash, report.ok);
         if let Ok(mut h) = self.history.lock() {
             if report.ok {
                 h.succeeded += 1;
@@ -231,6 +238,17 @@ impl Reloader {
             at_unix: runtime::now_unix(),
         };
         let next = runtime::build(&cfg, Some(current), loaded).await.map_err(|e| vec![e])?;
+        let pools: Vec<(&str, Vec<String>)> = next
+            .pools
+            .iter()
+            .map(|p| (p.name(), p.servers.iter().map(|s| s.addr.to_string()).collect()))
+            .collect();
+        let policies: Vec<&str> = next.limiter.policies.iter().map(|p| p.policy.name.as_str()).collect();
+        if let Some(m) = crate::metrics::get() {
+            // Series of pools, servers and policies the new file dropped stop being exported.
+            m.retain(&pools, &policies);
+        }
+        crate::app::apply_observability(&cfg);
         self.live.store(next);
         report.generation = loaded.generation;
         report.config_hash = hex(loaded.hash);

@@ -6,19 +6,16 @@
 //!
 //! The request path encodes a line and hands it over without waiting: when the writer falls
 //! behind, lines are dropped and counted (`scimitar_access_log_dropped_total`). `SIGUSR1`
-//! reopens the file (logrotate's `create` + `postrotate kill -USR1`); shutdown calls
-//! [`flush_and_stop`].
+//! ([`crate::shutdown`] owns the signals) calls [`reopen`], for logrotate's `create` +
+//! `postrotate kill -USR1`; the exit path calls [`flush_and_stop`].
 
 pub mod line;
 pub mod redact;
 pub mod writer;
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
-
-use once_cell::sync::Lazy;
 
 pub use line::{encode, RateLimit, Record, LINE_CAPACITY};
 use writer::{FileSink, Sink, Stdout, Writer};
@@ -44,8 +41,6 @@ pub enum Destination {
 }
 
 static LOG: OnceLock<Writer> = OnceLock::new();
-/// Set by the SIGUSR1 handler (async-signal-safe: a store), taken by the writer thread.
-static REOPEN: Lazy<Arc<AtomicBool>> = Lazy::new(Arc::default);
 
 /// Opens the destination and sets up the writer (its thread starts with the first line).
 /// Once per process; the log's settings do not change on reload.
@@ -58,17 +53,9 @@ pub fn init(cfg: &AccessLogConfig) -> Result<(), String> {
         ),
     };
     let dropped = crate::metrics::get().map(|m| m.access_log_dropped.clone());
-    let w = Writer::new(sink, cfg.queue, REOPEN.clone(), dropped);
+    let w = Writer::new(sink, cfg.queue, Default::default(), dropped);
     LOG.set(w)
         .map_err(|_| "access_log: the access log is already set up".to_string())
-}
-
-/// Makes SIGUSR1 reopen the log file. Call before Pingora runs: its own handlers are set up
-/// later, and an unhandled SIGUSR1 would end the process.
-pub fn register_signal() -> Result<(), String> {
-    signal_hook::flag::register(signal_hook::consts::SIGUSR1, REOPEN.clone())
-        .map(|_| ())
-        .map_err(|e| format!("cannot handle SIGUSR1 (access log reopen): {e}"))
 }
 
 /// Whether lines are wanted at all (so the request path can skip building them).

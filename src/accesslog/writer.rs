@@ -83,10 +83,13 @@ struct Control {
     done_cv: Condvar,
 }
 
+/// What the thread takes when it starts: the queue's receiving end and the sink.
+type ThreadHalf = (Receiver<Vec<u8>>, Box<dyn Sink>);
+
 pub struct Writer {
     tx: SyncSender<Vec<u8>>,
     /// The thread's half, until the thread starts (see [`Writer::start`]).
-    pending: Mutex<Option<(Receiver<Vec<u8>>, Box<dyn Sink>)>>,
+    pending: Mutex<Option<ThreadHalf>>,
     started: OnceLock<()>,
     control: Arc<Control>,
     dropped: AtomicU64,
@@ -280,7 +283,9 @@ mod tests {
         }
     }
 
-    fn stuck() -> (Stuck, Arc<(Mutex<bool>, Condvar)>, Arc<Mutex<Vec<u8>>>, Arc<AtomicU64>) {
+    type Gate = Arc<(Mutex<bool>, Condvar)>;
+
+    fn stuck() -> (Stuck, Gate, Arc<Mutex<Vec<u8>>>, Arc<AtomicU64>) {
         let gate = Arc::new((Mutex::new(false), Condvar::new()));
         let got = Arc::new(Mutex::new(Vec::new()));
         let reopened = Arc::new(AtomicU64::new(0));

@@ -8,6 +8,7 @@
 //! | `GET /`, `GET /status` | the status page: one HTML file, inline CSS/JS, polls `status.json` |
 //! | `GET /status.json` | listeners, pools, limits, cache, L4 counters ([`status`]) |
 //! | `GET /config` | the serving file as JSON, secrets masked ([`redact`]) |
+//! | `GET /metrics` | Prometheus text format ([`crate::metrics`]) |
 //! | `POST /reload` | read the file again: apply it, or refuse it and say why |
 //! | `POST /tls/reload` | reload every TLS listener's certificate files now |
 //!
@@ -134,6 +135,23 @@ impl Admin {
     }
 }
 
+impl Admin {
+    /// The Prometheus text exposition, read from the config serving now.
+    fn metrics(&self) -> Vec<u8> {
+        let Some(m) = crate::metrics::get() else {
+            return b"# metrics are off (see the error log)\n".to_vec();
+        };
+        let rt = self.live.load_full();
+        m.encode(&crate::metrics::scrape::Live {
+            pools: &rt.pools,
+            limiter: &rt.limiter,
+            cache: rt.cache.as_deref(),
+            listeners: &self.edge.listeners,
+            l4: &self.l4,
+        })
+    }
+}
+
 /// Paths and the one method each answers.
 const ROUTES: &[(&str, &str)] = &[
     ("/healthz", "GET"),
@@ -142,6 +160,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("/status", "GET"),
     ("/status.json", "GET"),
     ("/config", "GET"),
+    ("/metrics", "GET"),
     ("/reload", "POST"),
     ("/tls/reload", "POST"),
 ];
@@ -184,6 +203,7 @@ impl ServeHttp for Admin {
             "/" | "/status" => page(),
             "/status.json" => json(200, &self.status()),
             "/config" => json(200, &redact::redacted(&self.live.load().source)),
+            "/metrics" => reply(200, crate::metrics::CONTENT_TYPE, self.metrics()),
             "/reload" => {
                 // 200 when the new file serves, 422 when it was refused (the old one still serves).
                 let report = self.reloader.reload("POST /reload").await;

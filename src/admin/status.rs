@@ -152,6 +152,7 @@ impl Admin {
             "rate_limits": {"policies": policies, "redis": redis},
             "cache": cache,
             "l4": crate::l4::stats::status(&self.l4),
+            "traffic": crate::metrics::status_json(),
         })
     }
 

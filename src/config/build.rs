@@ -192,7 +192,6 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
             access_log,
             metrics,
             trusted_proxies,
-            hash: 0,
             warnings: p.1,
             source: Arc::new(root.clone()),
         }),

@@ -41,9 +41,6 @@ pub struct Config {
     pub metrics: crate::metrics::MetricsConfig,
     /// Peers whose `X-Forwarded-For` is believed for the logged client address.
     pub trusted_proxies: Vec<crate::clientip::Cidr>,
-    /// A hash of the file's text after `${VAR}` expansion (`scimitar_config_hash`): equal on
-    /// two instances when they run the same settings.
-    pub hash: u64,
     /// Not errors, but worth an operator's attention (a certificate close to expiry).
     pub warnings: Vec<Problem>,
     /// The file as loaded (after `${ENV}` expansion), for the admin `GET /config`; shared, so
@@ -260,17 +257,7 @@ pub fn from_str_with_env(text: &str, env: impl Fn(&str) -> Option<String>) -> Re
         p.add(&at, format!("YAML syntax error: {e}"));
         p
     })?;
-    let mut cfg = build::build(&value)?;
-    cfg.hash = text_hash(&expanded);
-    Ok(cfg)
-}
-
-/// SipHash with fixed keys: stable across builds and processes, unlike std's `RandomState`.
-fn text_hash(text: &str) -> u64 {
-    use std::hash::Hasher;
-    let mut h = siphasher::sip::SipHasher13::new_with_keys(0x5c1a_17a2, 0x0b5e_7ab1);
-    h.write(text.as_bytes());
-    h.finish()
+    build::build(&value)
 }
 
 #[cfg(test)]

@@ -32,6 +32,20 @@ pub struct CacheState {
     pub hit: bool,
 }
 
+impl CacheState {
+    /// The access log's `cache` field before the exchange ends: a hit, a read that may fill
+    /// (`miss`; `store` once stored), or a write that only invalidates (`bypass`).
+    pub fn verdict(&self) -> &'static str {
+        if self.hit {
+            "hit"
+        } else if self.fill.is_some() {
+            "miss"
+        } else {
+            "bypass"
+        }
+    }
+}
+
 struct Fill {
     key: u128,
     ttl: Duration,
@@ -285,12 +299,13 @@ impl Runtime {
 
     /// End of the exchange: the closing bump of a write, then any store. `late`: the exchange
     /// failed after the upstream may have received the request, so it may still apply it.
-    pub(super) fn cache_finish(&self, ctx: &mut Ctx, failed: bool, late: bool) {
+    /// Returns whether a read's answer was stored.
+    pub(super) fn cache_finish(&self, ctx: &mut Ctx, failed: bool, late: bool) -> bool {
         let (Some(cache), Some(mut st)) = (self.cache.as_ref(), ctx.cache.take()) else {
-            return;
+            return false;
         };
         if st.hit {
-            return;
+            return false;
         }
         let body = if st.complete && !failed && st.answer.is_some() {
             Some(concat(std::mem::take(&mut st.chunks)))
@@ -334,10 +349,11 @@ impl Runtime {
                     cache.stats.seeded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             }
-            return;
+            return false;
         }
-        if let (Some(f), Some(body), Some((hdr, ttl))) = (st.fill, body, st.answer) {
-            cache.put(f.key, hdr, body, ttl.min(f.ttl), f.deps);
+        match (st.fill, body, st.answer) {
+            (Some(f), Some(body), Some((hdr, ttl))) => cache.put(f.key, hdr, body, ttl.min(f.ttl), f.deps),
+            _ => false,
         }
     }
 }

@@ -38,16 +38,19 @@ impl Runtime {
     ) -> Option<ScimError> {
         let mut report = LimitReport::new();
         let mut refused = None;
+        let mut refused_by = None;
         for (i, key) in self.applicable(session, ctx, m, route) {
             let Some(state) = self.limiter.policies.get(i) else {
                 continue;
             };
             refused = report.record(state, &state.local.check(key));
             if refused.is_some() {
+                refused_by = Some(i);
                 break;
             }
         }
         ctx.rate_headers = report.finish();
+        ctx.obs.limits(ctx.rate_headers.is_some(), refused_by);
         refused
     }
 
@@ -61,6 +64,7 @@ impl Runtime {
     ) -> Option<ScimError> {
         let mut report = LimitReport::new();
         let mut refused = None;
+        let mut refused_by = None;
         let wanted: Vec<(usize, u64)> = self.applicable(session, ctx, m, route).collect();
         for (i, key) in wanted {
             let (Some(state), Some(d)) = (self.limiter.policies.get(i), self.limiter.check(i, key).await) else {
@@ -68,10 +72,12 @@ impl Runtime {
             };
             refused = report.record(state, &d);
             if refused.is_some() {
+                refused_by = Some(i);
                 break;
             }
         }
         ctx.rate_headers = report.finish();
+        ctx.obs.limits(ctx.rate_headers.is_some(), refused_by);
         refused
     }
 }

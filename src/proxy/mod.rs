@@ -4,6 +4,7 @@
 mod cache;
 pub mod headers;
 mod limits;
+mod observe;
 pub mod policy;
 pub mod request_id;
 mod slots;
@@ -23,6 +24,7 @@ use self::headers::Additions;
 use crate::affinity::DEFAULT_KEY;
 use crate::config::{Selection, Tenancy};
 use crate::keys::{Facts, KeySource};
+use crate::metrics::Refusal;
 use crate::overload::Permit;
 use crate::routing::{NoRoute, Route, RouteMatch};
 use crate::runtime::{Live, Runtime};
@@ -88,6 +90,8 @@ pub struct Ctx {
     pub cache: Option<Box<cache::CacheState>>,
     /// The request's slot on its server, when the pool has `max_conns`.
     pub server_slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// What the metrics and the access log record when the request ends.
+    pub obs: observe::Obs,
 }
 
 fn path<'a>(session: &'a Session, ctx: &'a Ctx) -> &'a str {
@@ -189,6 +193,7 @@ impl ProxyHttp for Scimitar {
             rate_headers: None,
             cache: None,
             server_slot: None,
+            obs: Default::default(),
         }
     }
 
@@ -229,6 +234,7 @@ impl ProxyHttp for Scimitar {
                     NoRoute::NotScim => "no SCIM endpoint at this path",
                     NoRoute::Filtered => "no route accepts this method and endpoint",
                 };
+                ctx.obs.refusal = Some(Refusal::NoRoute);
                 respond(session, ctx, &ScimError::new(404, detail)).await?;
                 return Ok(true);
             }
@@ -240,6 +246,7 @@ impl ProxyHttp for Scimitar {
 
         // 1. Size: refuse before anything reaches an upstream.
         let max_body = route.max_body_for(m.view.class);
+        ctx.obs.routed(&rt, &m, max_body);
         let declared = session
             .req_header()
             .headers
@@ -247,6 +254,7 @@ impl ProxyHttp for Scimitar {
             .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|n| n > max_body) {
+            ctx.obs.refusal = Some(Refusal::TooLarge);
             respond(session, ctx, &ScimError::too_large(max_body)).await?;
             return Ok(true);
         }
@@ -306,6 +314,7 @@ impl ProxyHttp for Scimitar {
             match admitted {
                 Ok(p) => ctx.permit = Some(p),
                 Err(shed) => {
+                    ctx.obs.refusal = Some(Refusal::Shed);
                     let e = ScimError::new(503, shed.detail()).retry_after(adm.retry_after_secs());
                     respond(session, ctx, &e).await?;
                     return Ok(true);
@@ -324,22 +333,25 @@ impl ProxyHttp for Scimitar {
         &self,
         _session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
         let rt = &*ctx.rt;
+        let max = match (rt.route(ctx), ctx.route) {
+            (Some(r), Some(m)) => r.max_body_for(m.view.class),
+            _ => u64::MAX,
+        };
         // Chunked bodies have no Content-Length to check up front; stop forwarding once over.
         if let Some(b) = body {
             ctx.body_bytes += b.len() as u64;
-            let max = match (rt.route(ctx), ctx.route) {
-                (Some(r), Some(m)) => r.max_body_for(m.view.class),
-                _ => u64::MAX,
-            };
             if ctx.body_bytes > max {
                 ctx.error = Some(ScimError::too_large(max));
+                ctx.obs.refusal = Some(Refusal::TooLarge);
                 return Error::e_explain(ErrorType::HTTPStatus(413), "request body too large");
             }
         }
+        let patch = ctx.route.is_some_and(|m| m.view.op == crate::scim::Operation::Patch);
+        ctx.obs.body(body, end_of_stream, patch, max);
         Ok(())
     }
 
@@ -370,6 +382,7 @@ impl ProxyHttp for Scimitar {
                 ctx.attempts += 1;
                 ctx.tried |= bit(pick.index);
                 ctx.pick = Some(pick);
+                ctx.obs.attempt();
                 Ok(pool.peer(pick))
             }
             Err(NoServer::NoneHealthy) if ctx.attempts > 0 => {
@@ -474,6 +487,7 @@ impl ProxyHttp for Scimitar {
             return Ok(());
         };
         let status = resp.status.as_u16();
+        ctx.obs.answered(pool, pick, status);
         if policy::counts_as_failure(status, pool.config.passive.count_5xx) {
             pool.failure(pick.index);
         } else {
@@ -544,6 +558,7 @@ impl ProxyHttp for Scimitar {
         if let (Some(pool), Some(pick)) = (rt.pool(ctx), ctx.pick) {
             pool.failure(pick.index);
             e.set_retry(policy::retry_after_connect_failure(ctx.attempts, pool.config.retries));
+            observe::connect_failed(pool, pick, e.retry());
         }
         e
     }
@@ -575,6 +590,9 @@ impl ProxyHttp for Scimitar {
             && *e.esource() == pingora::ErrorSource::Upstream
             && policy::retry_after_send(op, truncated, ctx.attempts, pool.config.retries);
         e.set_retry(retry);
+        if retry {
+            observe::retried(pool);
+        }
         e
     }
 
@@ -616,10 +634,19 @@ impl ProxyHttp for Scimitar {
         // Free the pool slot as soon as the exchange is over, not when the context is dropped.
         ctx.permit = None;
         ctx.server_slot = None;
-        if ctx.cache.is_some() {
-            let late = e.is_some_and(|e| policy::may_have_reached_upstream(ctx.attempts, e.etype()));
-            ctx.rt.clone().cache_finish(ctx, e.is_some(), late);
-        }
+        let cache = match ctx.cache.as_deref().map(cache::CacheState::verdict) {
+            Some(v) => {
+                let late = e.is_some_and(|e| policy::may_have_reached_upstream(ctx.attempts, e.etype()));
+                if ctx.rt.clone().cache_finish(ctx, e.is_some(), late) {
+                    "store"
+                } else {
+                    v
+                }
+            }
+            None if ctx.rt.route(ctx).is_some_and(|r| r.cache.is_some()) => "bypass",
+            None => "-",
+        };
+        observe::finish(session, e, ctx, cache);
         if log::log_enabled!(target: "scimitar::access", log::Level::Debug) {
             let status = session.response_written().map_or(0, |r| r.status.as_u16());
             let (class, op) = ctx
