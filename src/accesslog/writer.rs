@@ -7,7 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -129,13 +129,11 @@ impl Writer {
         if self.started.get().is_none() {
             self.start();
         }
-        match self.tx.try_send(line) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Relaxed);
-                if let Some(c) = &self.dropped_metric {
-                    c.inc();
-                }
+        let sent = !self.control.stop.load(Relaxed) && self.tx.try_send(line).is_ok();
+        if !sent {
+            self.dropped.fetch_add(1, Relaxed);
+            if let Some(c) = &self.dropped_metric {
+                c.inc();
             }
         }
     }
@@ -246,6 +244,8 @@ fn run(rx: Receiver<Vec<u8>>, sink: Box<dyn Sink>, control: &Control) {
             std::thread::sleep(POLL);
         }
     }
+    // Closed before "done": a line sent from now on fails and is counted as dropped.
+    drop(rx);
     mark_done(control);
 }
 
