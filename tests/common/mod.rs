@@ -305,17 +305,46 @@ impl Proxy {
     /// Another scimitar process on this proxy's config file (`args` e.g. `["-u"]` for a binary
     /// upgrade), logging to `log` in the proxy's directory.
     pub fn spawn(&self, args: &[&str], log: &str) -> Reaper {
+        Reaper(self.spawn_with_stdout(args, log, Stdio::null()))
+    }
+
+    fn spawn_with_stdout(&self, args: &[&str], log: &str, stdout: Stdio) -> Child {
         let log = std::fs::File::create(self.dir.join(log)).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_scimitar"))
+        Command::new(env!("CARGO_BIN_EXE_scimitar"))
             .arg("-c")
             .arg(self.config_path())
             .args(args)
             .env("RUST_LOG", "info,scimitar::access=debug")
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(log)
             .spawn()
-            .expect("spawn scimitar");
-        Reaper(child)
+            .expect("spawn scimitar")
+    }
+
+    /// Like [`Proxy::start`], with scimitar's standard output on a pipe the caller holds (and
+    /// may leave unread, to stall a writer on it).
+    pub fn start_piped(body: &str) -> (Self, std::process::ChildStdout) {
+        let mut p = Proxy {
+            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            admin: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            dir: scratch_dir("proxy"),
+            child: None,
+        };
+        std::fs::write(p.config_path(), p.config_text("", "", body)).expect("write config");
+        let mut child = p.spawn_with_stdout(&[], "scimitar.log", Stdio::piped());
+        let out = child.stdout.take().expect("piped stdout");
+        p.child = Some(Reaper(child));
+        wait_for_port(p.addr, Duration::from_secs(20));
+        wait_for_port(p.admin, Duration::from_secs(5));
+        (p, out)
+    }
+
+    /// The admin `/metrics` exposition as `name{labels}` → value (comment lines skipped).
+    pub fn metrics(&self) -> std::collections::BTreeMap<String, f64> {
+        let r = http(self.admin, "GET", "/metrics", &[], None);
+        assert_eq!(r.status, 200, "admin /metrics");
+        assert_eq!(r.header("content-type"), Some("text/plain; version=0.0.4"));
+        parse_exposition(&r.text())
     }
 
     /// The running process (panics when it was taken).
@@ -365,6 +394,22 @@ impl Drop for Proxy {
         drop(self.child.take());
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Prometheus text format: every line that is not a comment is `name{labels} value`; the
+/// label block may hold spaces inside quoted values, so the value is what follows the last space.
+pub fn parse_exposition(text: &str) -> std::collections::BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap_or_else(|| panic!("not `series value`: {l}"));
+            let v = match v {
+                "+Inf" => f64::INFINITY,
+                v => v.parse().unwrap_or_else(|_| panic!("bad value in {l}")),
+            };
+            (k.to_string(), v)
+        })
+        .collect()
 }
 
 /// YAML for one pool named `name` over `servers`, with extra pool keys indented already.
