@@ -59,7 +59,8 @@ NGX
   for p in "${UP[@]}"; do wait_port "$p"; done
 }
 
-# A scimitar config in front of UP: `scimitar_conf PORT ADMIN on|off` (see benches/README.md).
+# A scimitar config in front of UP: `scimitar_conf PORT ADMIN on|off` (see benches/README.md);
+# "on" also writes the JSON access log to a file in $T (metrics are always on, never scraped).
 servers_yaml() { for p in "${UP[@]}"; do echo "      - 127.0.0.1:$p"; done; }
 scimitar_conf() { # $1 port, $2 admin, $3 on|off
   cat <<Y
@@ -78,6 +79,7 @@ routes:
   - base_path: /scim/v2
     upstream: u
 $([ "$3" = on ] && printf '    affinity: {key: [token, tenant, client_ip], pin_after_write: 30s}\n    rate_limits: [ceiling]\nrate_limits:\n  policies:\n    ceiling: {key: [token, client_ip], rate: 1000000/s, burst: 1000000}\n')
+$([ "$3" = on ] && printf 'access_log: {path: %s}\n' "$PWD/$T/access-$1.log")
 Y
 }
 
