@@ -51,6 +51,7 @@ pub mod routing;
 pub mod runtime;
 pub mod scim;
 pub mod shutdown;
+pub mod text;
 pub mod timefmt;
 pub mod tls;
 pub mod upstream;

@@ -5,6 +5,34 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+/// The fields of every line, in the order they are written.
+pub const FIELDS: [&str; 24] = [
+    "ts",
+    "request_id",
+    "client_ip",
+    "method",
+    "path",
+    "status",
+    "bytes_in",
+    "bytes_out",
+    "duration_ms",
+    "upstream",
+    "backend",
+    "upstream_status",
+    "upstream_ms",
+    "tenant",
+    "endpoint",
+    "operation",
+    "attempts",
+    "cache",
+    "rate_limit",
+    "tls_version",
+    "sni",
+    "http_version",
+    "user_agent",
+    "error",
+];
+
 /// Sized for a typical line, so most lines never regrow.
 pub const LINE_CAPACITY: usize = 640;
 
@@ -197,18 +225,8 @@ impl Obj<'_> {
     }
 }
 
-fn write_uint(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
+fn write_uint(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(crate::text::decimal(n, &mut [0; 20]));
 }
 
 /// JSON string content for `s` (without the quotes).
@@ -291,38 +309,12 @@ mod tests {
         assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         let text = String::from_utf8_lossy(&out);
-        let fields = [
-            "ts",
-            "request_id",
-            "client_ip",
-            "method",
-            "path",
-            "status",
-            "bytes_in",
-            "bytes_out",
-            "duration_ms",
-            "upstream",
-            "backend",
-            "upstream_status",
-            "upstream_ms",
-            "tenant",
-            "endpoint",
-            "operation",
-            "attempts",
-            "cache",
-            "rate_limit",
-            "tls_version",
-            "sni",
-            "http_version",
-            "user_agent",
-            "error",
-        ];
-        let at: Vec<usize> = fields
+        let at: Vec<usize> = FIELDS
             .iter()
             .map(|k| text.find(&format!("\"{k}\":")).unwrap())
             .collect();
         assert!(at.windows(2).all(|w| w[0] < w[1]), "fixed order: {text}");
-        assert_eq!(v.as_object().unwrap().len(), fields.len());
+        assert_eq!(v.as_object().unwrap().len(), FIELDS.len());
         assert_eq!(v["ts"], "2023-11-14T22:13:20.123Z");
         assert_eq!(v["client_ip"], "203.0.113.7");
         assert_eq!(

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-pub use line::{encode, RateLimit, Record, LINE_CAPACITY};
+pub use line::{encode, RateLimit, Record, FIELDS, LINE_CAPACITY};
 use writer::{FileSink, Sink, Stdout, Writer};
 
 /// Lines held for the writer by default (≈ 10 MB of typical lines).

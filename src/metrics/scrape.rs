@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use prometheus::core::Collector;
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::proto::MetricFamily;
 use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts};
 
@@ -31,36 +31,37 @@ struct Out(Vec<MetricFamily>);
 
 impl Out {
     fn counters(&mut self, name: &str, help: &str, labels: &[&str], rows: &[(Vec<&str>, u64)]) {
-        let r = IntCounterVec::new(Opts::new(name, help), labels).and_then(|v| {
-            for (vals, n) in rows {
-                v.get_metric_with_label_values(vals)?.inc_by(*n);
-            }
-            Ok(v.collect())
+        self.family(name, IntCounterVec::new(Opts::new(name, help), labels), rows, |c, n| {
+            c.inc_by(n)
         });
-        self.push(name, r);
     }
 
     fn gauges(&mut self, name: &str, help: &str, labels: &[&str], rows: &[(Vec<&str>, f64)]) {
-        let r = GaugeVec::new(Opts::new(name, help), labels).and_then(|v| {
-            for (vals, n) in rows {
-                v.get_metric_with_label_values(vals)?.set(*n);
-            }
-            Ok(v.collect())
+        self.family(name, GaugeVec::new(Opts::new(name, help), labels), rows, |g, v| {
+            g.set(v)
         });
-        self.push(name, r);
     }
 
     fn int_gauges(&mut self, name: &str, help: &str, labels: &[&str], rows: &[(Vec<&str>, i64)]) {
-        let r = IntGaugeVec::new(Opts::new(name, help), labels).and_then(|v| {
+        self.family(name, IntGaugeVec::new(Opts::new(name, help), labels), rows, |g, v| {
+            g.set(v)
+        });
+    }
+
+    /// A fresh family with one series per row, set by `set`.
+    fn family<T: MetricVecBuilder, V: Copy>(
+        &mut self,
+        name: &str,
+        vec: prometheus::Result<MetricVec<T>>,
+        rows: &[(Vec<&str>, V)],
+        set: impl Fn(&T::M, V),
+    ) {
+        let r = vec.and_then(|v| {
             for (vals, n) in rows {
-                v.get_metric_with_label_values(vals)?.set(*n);
+                set(&v.get_metric_with_label_values(vals)?, *n);
             }
             Ok(v.collect())
         });
-        self.push(name, r);
-    }
-
-    fn push(&mut self, name: &str, r: prometheus::Result<Vec<MetricFamily>>) {
         match r {
             // A family without a single series says nothing; leave it out.
             Ok(f) => self.0.extend(f.into_iter().filter(|f| !f.get_metric().is_empty())),

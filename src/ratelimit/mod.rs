@@ -109,18 +109,8 @@ pub fn write_limit_item(out: &mut String, p: &Policy, d: &Decision) {
     push_u64(out, t);
 }
 
-fn push_u64(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for d in &digits[i..] {
+fn push_u64(out: &mut String, n: u64) {
+    for d in crate::text::decimal(n, &mut [0; 20]) {
         out.push(char::from(*d));
     }
 }
