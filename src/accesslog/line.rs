@@ -63,15 +63,16 @@ pub struct Record<'a> {
     pub upstream_status: Option<u16>,
     pub upstream_us: Option<u64>,
     pub tenant: Option<&'a [u8]>,
-    pub endpoint: &'a str,
-    pub operation: &'a str,
+    /// A metrics label value (plain word, written unescaped), like `operation`.
+    pub endpoint: &'static str,
+    pub operation: &'static str,
     pub attempts: usize,
     /// hit, miss, store, bypass or `-`.
-    pub cache: &'a str,
+    pub cache: &'static str,
     pub rate_limit: RateLimit<'a>,
     pub tls_version: Option<&'a str>,
     pub sni: Option<&'a str>,
-    pub http_version: &'a str,
+    pub http_version: &'static str,
     pub user_agent: Option<&'a [u8]>,
     pub error: Option<&'a str>,
 }
@@ -94,7 +95,8 @@ pub fn encode(r: &Record<'_>, out: &mut Vec<u8>) {
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"method\":");
-    string(out, r.method.as_bytes());
+    // An HTTP method is a token (RFC 9110 §9.1): nothing in it needs escaping.
+    quoted(out, r.method.as_bytes());
     out.extend_from_slice(b",\"path\":\"");
     escape(r.path, out);
     if let Some(q) = r.query {
@@ -145,13 +147,13 @@ pub fn encode(r: &Record<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"tenant\":");
     opt_str(out, r.tenant);
     out.extend_from_slice(b",\"endpoint\":");
-    string(out, r.endpoint.as_bytes());
+    quoted(out, r.endpoint.as_bytes());
     out.extend_from_slice(b",\"operation\":");
-    string(out, r.operation.as_bytes());
+    quoted(out, r.operation.as_bytes());
     out.extend_from_slice(b",\"attempts\":");
     uint(out, r.attempts as u64);
     out.extend_from_slice(b",\"cache\":");
-    string(out, r.cache.as_bytes());
+    quoted(out, r.cache.as_bytes());
     out.extend_from_slice(b",\"rate_limit\":");
     match r.rate_limit {
         RateLimit::None => out.extend_from_slice(b"\"-\""),
@@ -167,12 +169,20 @@ pub fn encode(r: &Record<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"sni\":");
     opt_str(out, r.sni.map(str::as_bytes));
     out.extend_from_slice(b",\"http_version\":");
-    string(out, r.http_version.as_bytes());
+    quoted(out, r.http_version.as_bytes());
     out.extend_from_slice(b",\"user_agent\":");
     opt_str(out, r.user_agent);
     out.extend_from_slice(b",\"error\":");
     opt_str(out, r.error.map(str::as_bytes));
     out.extend_from_slice(b"}\n");
+}
+
+/// A value from a closed set of plain words (labels, versions): written without the escape
+/// check, which costs more than the copy for words this short.
+fn quoted(out: &mut Vec<u8>, s: &[u8]) {
+    out.push(b'"');
+    out.extend_from_slice(s);
+    out.push(b'"');
 }
 
 fn string(out: &mut Vec<u8>, s: &[u8]) {
