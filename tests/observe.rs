@@ -171,6 +171,40 @@ fn a_known_mix_moves_exactly_the_expected_series() {
     );
     assert!(after.get("scimitar_config_hash").is_some_and(|h| *h > 0.0));
 
+    // The status page's traffic section counts the same requests.
+    let traffic = &px.status()["traffic"];
+    let endpoint = |name: &str| {
+        traffic["endpoints"]
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["endpoint"] == name))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let users = endpoint("users");
+    assert_eq!(
+        (users["requests"].as_u64(), users["errors"].as_u64()),
+        (Some(7), Some(0))
+    );
+    assert_eq!(users["latency_count"], users["requests"]);
+    let spc = endpoint("service_provider_config");
+    assert_eq!((spc["requests"].as_u64(), spc["rejected"].as_u64()), (Some(5), Some(2)));
+    assert_eq!(traffic["tenants"]["tracked"], false, "no tenancy configured");
+    // Refusals the proxy made are listed, newest first: the no-route 404, then the two 429s.
+    let errors: Vec<(u64, &str)> = traffic["recent_errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["status"].as_u64().unwrap(), e["path"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (404, "/elsewhere"),
+            (429, "/v2/ServiceProviderConfig"),
+            (429, "/v2/ServiceProviderConfig")
+        ]
+    );
+
     // The access log saw the same mix: one line per request, the deprovisions among them.
     let got = wait_lines(&log, 13);
     assert_eq!(got.len(), 13);
