@@ -23,7 +23,7 @@ use crate::proxy::Scimitar;
 use crate::ratelimit::Housekeeping;
 use crate::reload::Reloader;
 use crate::runtime::{Live, Loaded};
-use crate::shutdown::Hooks;
+use crate::shutdown::{Claimed, Hooks};
 use crate::tls::listener::HandshakeStats;
 use crate::tls::rotate::{Rotation, Watched, Watcher};
 use crate::upstream::HealthService;
@@ -35,7 +35,7 @@ const H2C_PREFACE_WAIT: std::time::Duration = std::time::Duration::from_secs(10)
 /// Boots Pingora with the config and returns when the server stops (normally the process
 /// exits first, from [`crate::shutdown`]). `path` is the file SIGHUP and `POST /reload` read
 /// again; `hash` identifies the bytes `cfg` came from.
-pub fn run(mut opt: Opt, mut cfg: Config, path: String, hash: u64) -> Result<(), String> {
+pub fn run(mut opt: Opt, mut cfg: Config, path: String, hash: u64, signals: Claimed) -> Result<(), String> {
     // The SCIM config file is ours; Pingora gets its settings from the `server` section.
     opt.conf = None;
     let loaded = Loaded {
@@ -54,7 +54,13 @@ pub fn run(mut opt: Opt, mut cfg: Config, path: String, hash: u64) -> Result<(),
     let edge = Edge::new(&cfg.listeners);
     // Before the server section moves to Pingora: reloads compare against it.
     let reloader = Arc::new(Reloader::new(path, live.clone(), edge.clone(), &cfg));
-    let mut server = Server::new_with_opt_and_conf(opt, std::mem::take(&mut cfg.server));
+    let mut pingora_conf = std::mem::take(&mut cfg.server);
+    if pingora_conf.working_directory.is_none() {
+        // `-d` would change to `/`, and relative paths in the file (certificates the watcher
+        // re-reads, the access log) would stop resolving; stay where we were started.
+        pingora_conf.working_directory = std::env::current_dir().ok();
+    }
+    let mut server = Server::new_with_opt_and_conf(opt, pingora_conf);
     server.bootstrap();
 
     let listeners = &cfg.listeners;
@@ -159,7 +165,7 @@ pub fn run(mut opt: Opt, mut cfg: Config, path: String, hash: u64) -> Result<(),
         }),
         reopen_logs: Box::new(crate::accesslog::reopen),
     };
-    let (watch, signals) = crate::shutdown::install(hooks, server.watch_execution_phase())?;
+    let (watch, signals) = crate::shutdown::install(signals, hooks, server.watch_execution_phase());
     server.add_service(background_service("signals", signals));
     server.run(RunArgs {
         shutdown_signal: Box::new(watch),

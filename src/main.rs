@@ -34,7 +34,20 @@ fn main() -> ExitCode {
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let opt = Opt::parse_args();
+    // Serving: own every signal from here on (a `-t` run keeps the defaults, so Ctrl-C works).
+    let signals = if opt.test {
+        None
+    } else {
+        match scimitar::shutdown::claim() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("scimitar: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    };
     let path = opt.conf.clone().unwrap_or_else(|| DEFAULT_CONF.to_string());
+
     // Validate before Pingora boots: Pingora's own `-t` only checks its own settings.
     // The file's bytes identify the configuration (`/status.json`, metrics, reload reports).
     let hash = std::fs::read(&path).map_or(0, |b| scimitar::runtime::hash_file(&b));
@@ -59,7 +72,12 @@ fn main() -> ExitCode {
         println!("scimitar: configuration file {path} test is successful");
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = scimitar::app::run(opt, cfg, path, hash) {
+    let Some(signals) = signals else {
+        return ExitCode::SUCCESS;
+    };
+    // Absolute, so a reload still finds the file after `-d` changed the working directory.
+    let abs = std::path::absolute(&path).map_or(path, |p| p.display().to_string());
+    if let Err(e) = scimitar::app::run(opt, cfg, abs, hash, signals) {
         eprintln!("scimitar: {e}");
         return ExitCode::from(1);
     }

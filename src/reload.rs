@@ -217,7 +217,14 @@ impl Reloader {
         report.warnings = cfg.warnings.iter().map(|w| w.to_string()).collect();
         report.needs_restart = self.fixed.changes(&cfg);
 
-        // Certificates first: a file that does not load refuses the whole reload.
+        let loaded = Loaded {
+            generation: current.loaded.generation + 1,
+            hash: runtime::hash_file(text.as_bytes()),
+            at_unix: runtime::now_unix(),
+        };
+        let next = runtime::build(&cfg, Some(current), loaded).await.map_err(|e| vec![e])?;
+        // Certificates last before the swap (they apply as they load): a file that does not
+        // load refuses the whole reload, and the new snapshot is dropped unserved.
         let refused: Vec<String> = self
             .edge
             .rotation
@@ -232,12 +239,6 @@ impl Reloader {
             return Err(refused);
         }
 
-        let loaded = Loaded {
-            generation: current.loaded.generation + 1,
-            hash: runtime::hash_file(text.as_bytes()),
-            at_unix: runtime::now_unix(),
-        };
-        let next = runtime::build(&cfg, Some(current), loaded).await.map_err(|e| vec![e])?;
         let pools: Vec<(&str, Vec<String>)> = next
             .pools
             .iter()

@@ -113,10 +113,13 @@ async fn build_pool(cfg: &PoolConfig, prev: Option<&Runtime>) -> Result<Arc<Pool
             return Ok(Arc::new(p));
         }
     }
-    Pool::build(cfg.clone())
+    let pool = Pool::build(cfg.clone())
         .await
-        .map(Arc::new)
-        .map_err(|e| format!("upstreams.{}: {e}", cfg.name))
+        .map_err(|e| format!("upstreams.{}: {e}", cfg.name))?;
+    if let Some(old) = prev.and_then(|r| r.pools.iter().find(|p| p.name() == cfg.name)) {
+        pool.settle_from(old).await;
+    }
+    Ok(Arc::new(pool))
 }
 
 /// Builds the snapshot for `cfg`, carrying state over from `prev` where nothing changed.
@@ -173,8 +176,11 @@ pub async fn build(cfg: &Config, prev: Option<&Runtime>, loaded: Loaded) -> Resu
     };
 
     // Client-certificate headers are removed from every request on every listener (a client on
-    // a plaintext listener must not be able to claim an identity either).
-    let mut client_cert_headers: Vec<http::HeaderName> = Vec::new();
+    // a plaintext listener must not be able to claim an identity either). Listeners are fixed
+    // at start, so the headers they write are too: a reload that renames one (which needs a
+    // restart to apply) must not stop stripping the name still in use. The set only grows.
+    let mut client_cert_headers: Vec<http::HeaderName> =
+        prev.map(|r| r.client_cert_headers.clone()).unwrap_or_default();
     for h in cfg
         .listeners
         .iter()
@@ -292,5 +298,36 @@ routes:
         let secret = build_from(&format!("{routes}key_secret: other\n"), Some(&r));
         assert!(!Arc::ptr_eq(&r.limiter.policies[1], &secret.limiter.policies[1]));
         assert_eq!(secret.loaded.generation, 6);
+    }
+
+    #[test]
+    fn new_upstream_client_certificate_files_rebuild_the_pool() {
+        use crate::tls::testing::{Ca, Leaf};
+        let dir = std::env::temp_dir().join(format!("scimitar-rt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = Ca::new("upstream test CA").unwrap();
+        let ca_path = ca.write_ca(&dir, "ca.pem").unwrap();
+        let (cert, key) = ca.write_leaf(&dir, "client", &Leaf::client("scimitar", &[])).unwrap();
+        let text = BASE.replace(
+            "    servers: [\"127.0.0.1:18003\"]",
+            &format!(
+                "    servers: [\"127.0.0.1:18003\"]\n    tls: {{sni: scim.test, ca: {}, cert: {}, key: {}}}",
+                ca_path.display(),
+                cert.display(),
+                key.display()
+            ),
+        );
+        let first = build_from(&text, None);
+        let same = build_from(&text, Some(&first));
+        assert!(Arc::ptr_eq(&first.pools[1], &same.pools[1]));
+        // Same paths, new contents (a renewed client certificate): the pool must pick it up.
+        ca.write_leaf(&dir, "client", &Leaf::client("scimitar-renewed", &[]))
+            .unwrap();
+        let renewed = build_from(&text, Some(&same));
+        assert!(
+            !Arc::ptr_eq(&same.pools[1], &renewed.pools[1]),
+            "renewed certificate ignored"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -96,11 +96,14 @@ static EXITING: AtomicBool = AtomicBool::new(false);
 /// the process even if a hook hangs.
 fn exit(hooks: &Hooks, code: i32, why: &str) -> ! {
     if !EXITING.swap(true, Ordering::SeqCst) {
-        log::info!("{why}; exiting");
-        std::thread::spawn(move || {
+        // The watchdog first: a log write to a stalled stderr or a stuck flush must not keep
+        // the process up. It aborts rather than exits, as `exit` may already be running (and
+        // hung) on this thread.
+        std::thread::spawn(|| {
             std::thread::sleep(Duration::from_secs(3));
-            std::process::exit(code);
+            std::process::abort();
         });
+        log::info!("{why}; exiting");
         (hooks.before_exit)();
     }
     std::process::exit(code)
@@ -134,11 +137,11 @@ fn drain(hooks: &Hooks, started: Instant) -> ! {
 /// The threads start from that service, i.e. after `-d` has forked: threads do not survive a
 /// fork, but the handlers and their queue do, so no signal is lost in between.
 pub fn install(
+    signals: Claimed,
     hooks: Hooks,
     phases: tokio::sync::broadcast::Receiver<pingora::server::ExecutionPhase>,
-) -> Result<(Watch, SignalService), String> {
-    let signals = signal_hook::iterator::Signals::new([SIGHUP, SIGUSR1, SIGTERM, SIGINT, SIGQUIT])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+) -> (Watch, SignalService) {
+    let signals = signals.0;
     let (tx, rx) = tokio::sync::watch::channel(None);
     let parts = Parts {
         signals,
@@ -146,7 +149,20 @@ pub fn install(
         phases,
         tx,
     };
-    Ok((Watch(rx), SignalService(Mutex::new(Some(parts)))))
+    (Watch(rx), SignalService(Mutex::new(Some(parts))))
+}
+
+/// Every signal scimitar handles, claimed from the OS; they queue until [`install`]'s threads
+/// run.
+pub struct Claimed(signal_hook::iterator::Signals);
+
+/// Claims the signals first thing in `main`: before the config is read, before Pingora's
+/// bootstrap (which, with `-u`, waits seconds for the old process's sockets), so a SIGHUP or
+/// a logrotate SIGUSR1 at any moment of start-up is queued instead of killing the process.
+pub fn claim() -> Result<Claimed, String> {
+    signal_hook::iterator::Signals::new([SIGHUP, SIGUSR1, SIGTERM, SIGINT, SIGQUIT])
+        .map(Claimed)
+        .map_err(|e| format!("cannot install signal handlers: {e}"))
 }
 
 struct Parts {

@@ -419,3 +419,42 @@ fn a_daemonised_proxy_still_reloads_on_sighup_and_stops_on_sigterm() {
         "SIGTERM did not stop the daemon"
     );
 }
+
+#[test]
+fn a_reload_that_adds_a_server_keeps_a_dead_one_out_of_rotation() {
+    let up = TestUpstream::start("up", Behavior::Echo);
+    let added = TestUpstream::start("added", Behavior::Echo);
+    let b = TestUpstream::start("b", Behavior::Echo);
+    // A port nobody listens on: the health check fails at once.
+    let dead: std::net::SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
+    let hc =
+        "    health_check: {path: /scim/v2/ServiceProviderConfig, interval: 30s, timeout: 500ms, fall: 1, rise: 1}\n";
+    let body = |servers: &[std::net::SocketAddr]| {
+        format!(
+            "upstreams:\n{}{}routes:\n  - base_path: /scim/v2\n    upstream: a\n",
+            pool_yaml("a", servers, hc),
+            pool_yaml("b", &[b.addr], ""),
+        )
+    };
+    let p = Proxy::start(&body(&[up.addr, dead]));
+    assert!(eventually(Duration::from_secs(5), || !p.server_healthy(0, dead)));
+
+    // The server list changes, so the pool is built afresh; its checker would start out
+    // believing every server healthy and, with a 30 s interval, keep the dead one in rotation.
+    std::fs::write(
+        p.config_path(),
+        p.config_text("", "", &body(&[up.addr, dead, added.addr])),
+    )
+    .unwrap();
+    let r = http(p.admin, "POST", "/reload", &[], None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        !p.server_healthy(0, dead),
+        "the dead server is out of rotation as the new pool serves"
+    );
+    assert!(p.server_healthy(0, up.addr) && p.server_healthy(0, added.addr));
+    for _ in 0..6 {
+        assert_eq!(p.get("/scim/v2/Users").status, 200);
+    }
+    assert!(added.hits() > 0, "the new server takes traffic");
+}

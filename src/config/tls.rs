@@ -311,6 +311,7 @@ pub fn upstream_tls(p: &mut Problems, at: &str, v: &Value) -> Option<UpstreamTls
         (None, None) => None,
     };
     let http2 = r::opt(p, m, at, "http2", false, r::boolean);
+    let files = crate::tls::upstream::files_digest(&[ca_path.as_deref(), cert.as_deref(), key.as_deref()]);
     Some(UpstreamTls {
         sni,
         verify,
@@ -318,5 +319,6 @@ pub fn upstream_tls(p: &mut Problems, at: &str, v: &Value) -> Option<UpstreamTls
         ca_path,
         client_cert,
         http2,
+        files,
     })
 }

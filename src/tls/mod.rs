@@ -74,6 +74,9 @@ pub struct UpstreamTls {
     pub client_cert: Option<Arc<pingora::utils::tls::CertKey>>,
     /// Offer HTTP/2 by ALPN (HTTP/1.1 stays the fallback).
     pub http2: bool,
+    /// Digest of the CA, certificate and key files (paths and contents): a reload that finds
+    /// new files or new contents under the same paths builds the pool again.
+    pub files: u64,
 }
 
 impl std::fmt::Debug for UpstreamTls {
@@ -84,6 +87,7 @@ impl std::fmt::Debug for UpstreamTls {
             .field("ca", &self.ca_path)
             .field("client_cert", &self.client_cert.is_some())
             .field("http2", &self.http2)
+            .field("files", &format_args!("{:016x}", self.files))
             .finish()
     }
 }

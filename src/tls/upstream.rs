@@ -56,3 +56,16 @@ pub fn apply(peer: &mut HttpPeer, tls: &UpstreamTls, pool: &str) {
     h.write(pool.as_bytes());
     peer.group_key = h.finish();
 }
+
+/// Digest of the named files' paths and contents (a missing file counts as empty; loading
+/// already reported it).
+pub fn files_digest(paths: &[Option<&std::path::Path>]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = siphasher::sip::SipHasher13::new();
+    for p in paths.iter().flatten() {
+        h.write(p.as_os_str().as_encoded_bytes());
+        h.write(&std::fs::read(p).unwrap_or_default());
+        h.write_u8(0xff);
+    }
+    h.finish()
+}

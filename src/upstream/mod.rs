@@ -178,6 +178,23 @@ impl Pool {
         }
     }
 
+    /// For a pool a reload built afresh (its server list changed): takes over the passive
+    /// record of servers it shares with `old`, and runs `fall` health-check passes before it
+    /// serves, so a server known to be down is not put back into rotation by the new checker's
+    /// optimistic start. Bounded by `fall` × the check's timeout.
+    pub async fn settle_from(&self, old: &Pool) {
+        for s in self.servers.iter() {
+            if let Some(o) = old.servers.iter().find(|o| o.addr == s.addr) {
+                s.carry_from(o);
+            }
+        }
+        if let Some(hc) = &self.config.health_check {
+            for _ in 0..hc.fall.max(1) {
+                self.run_health_check().await;
+            }
+        }
+    }
+
     /// One active health-check pass over every server (run by [`HealthService`]).
     pub async fn run_health_check(&self) {
         self.checker.backends().run_health_check(true).await;

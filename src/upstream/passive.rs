@@ -40,6 +40,16 @@ impl ServerState {
         }
     }
 
+    /// Takes over the passive record (failures, ejection, counters) of the same server in the
+    /// pool a reload replaced. Active health is measured again instead (see
+    /// `Pool::settle_health`): a copied "down" would never hear the checker's "up".
+    pub fn carry_from(&self, old: &ServerState) {
+        self.fails.store(old.fails.load(Relaxed), Relaxed);
+        self.ejected_until.store(old.ejected_until.load(Relaxed), Relaxed);
+        self.picks.store(old.picks.load(Relaxed), Relaxed);
+        self.ejections.store(old.ejections.load(Relaxed), Relaxed);
+    }
+
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Relaxed)
     }
