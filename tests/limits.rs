@@ -331,6 +331,28 @@ fn requests_keep_flowing_when_redis_dies_and_sharing_resumes_when_it_returns() {
 }
 
 #[test]
+fn an_unreachable_redis_is_logged_without_its_password() {
+    let up = TestUpstream::start("u", Behavior::Echo);
+    // Nothing listens there: the first decision's connect fails and the outage is logged.
+    let port = free_port();
+    let px = Proxy::start(&format!(
+        "upstreams:\n{}routes:\n  - base_path: /{{tenant}}/scim/v2\n    upstream: p\n    rate_limits: [per-tenant]\nrate_limits:\n  store: redis\n  policies:\n{SHARED}redis: {{url: \"redis://scimitar:hunter2@127.0.0.1:{port}/0?password=hunter3\", timeout: 100ms}}\n",
+        pool_yaml("p", &[up.addr], ""),
+    ));
+    let logged = eventually(Duration::from_secs(5), || {
+        px.get("/acme/scim/v2/Users");
+        px.log().contains("fall back to local")
+    });
+    let log = px.log();
+    assert!(logged, "the outage is logged:\n{log}");
+    assert!(
+        log.contains(&format!("redis redis://scimitar:***@127.0.0.1:{port}/0?password=***:")),
+        "{log}"
+    );
+    assert!(!log.contains("hunter2") && !log.contains("hunter3"), "{log}");
+}
+
+#[test]
 fn a_tenant_over_its_share_of_a_full_pool_is_shed_while_another_waits() {
     let _serial = serial();
     let up = TestUpstream::start("slow", Behavior::Stall(Duration::from_millis(800)));

@@ -315,6 +315,20 @@ fn access_log_lines_hold_no_secret_and_believe_only_trusted_proxies() {
     ] {
         assert!(!text.contains(needle), "`{needle}` leaked into the access log:\n{text}");
     }
+    // The debug line on `scimitar::access` (on in these tests) shows the target redacted too.
+    let shown = r#"GET /acme/scim/v2/Users?filter=userName eq "***"&access_token=***&count=5 "#;
+    assert!(
+        eventually(Duration::from_secs(5), || px.log().contains(shown)),
+        "no redacted debug line:\n{}",
+        px.log()
+    );
+    let errors = px.log();
+    for needle in ["SECRET", "bjensen"] {
+        assert!(
+            !errors.contains(needle),
+            "`{needle}` leaked into the error log:\n{errors}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

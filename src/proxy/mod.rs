@@ -653,12 +653,15 @@ impl ProxyHttp for Scimitar {
                 .route
                 .map_or(("-", "-"), |m| (m.view.class.as_str(), m.view.op.as_str()));
             let tls = session.digest().and_then(|d| d.ssl_digest.as_ref());
+            let req = session.req_header();
+            // Redacted like the access log: a query can carry tokens and SCIM filter values.
+            let target = crate::accesslog::redact::target(req.uri.path(), req.uri.query());
             log::debug!(
                 target: "scimitar::access",
                 "{} {} {:?} {} class={} op={} upstream={} attempts={} tls={} {}ms{}",
-                session.req_header().method,
-                session.req_header().uri,
-                session.req_header().version,
+                req.method,
+                target,
+                req.version,
                 status,
                 class,
                 op,

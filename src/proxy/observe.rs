@@ -208,11 +208,6 @@ pub fn finish(session: &Session, e: Option<&Error>, ctx: &mut Ctx, cache: &'stat
 /// The status page's entry for a failed or refused request (error paths only).
 fn recent_error(session: &Session, e: Option<&Error>, ctx: &Ctx, status: u16) -> metrics::RecentError {
     let req = session.req_header();
-    let mut target = req.uri.path().as_bytes().to_vec();
-    if let Some(q) = req.uri.query() {
-        target.push(b'?');
-        accesslog::redact::query(q.as_bytes(), &mut target);
-    }
     let rt = &*ctx.rt;
     let mut error = match (ctx.obs.refusal, e) {
         (Some(Refusal::RateLimited(i)), _) => format!(
@@ -238,7 +233,7 @@ fn recent_error(session: &Session, e: Option<&Error>, ctx: &Ctx, status: u16) ->
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
             .unwrap_or_default(),
         method: req.method.as_str().to_string(),
-        path: String::from_utf8_lossy(&target).into_owned(),
+        path: accesslog::redact::target(req.uri.path(), req.uri.query()),
         status,
         upstream: rt.pool(ctx).map(|p| p.name().to_string()),
         error,

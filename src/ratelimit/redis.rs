@@ -43,6 +43,9 @@ return {1, 0, math.floor((capacity - ahead) / interval)}
 
 pub struct RedisStore {
     cfg: RedisConfig,
+    /// `cfg.url` as the log shows it: the password (user part or `?pass=`) masked, since the
+    /// error log is read by more people, and kept longer, than the config file.
+    shown_url: String,
     client: redis::Client,
     script: redis::Script,
     conn: Mutex<Option<ConnectionManager>>,
@@ -59,6 +62,7 @@ impl RedisStore {
     pub fn new(cfg: RedisConfig) -> Result<Self, String> {
         let client = redis::Client::open(cfg.url.as_str()).map_err(|e| format!("redis.url: {e}"))?;
         Ok(RedisStore {
+            shown_url: crate::accesslog::redact::url(&cfg.url, "***").into_owned(),
             cfg,
             client,
             script: redis::Script::new(GCRA),
@@ -110,7 +114,7 @@ impl RedisStore {
         if self.up.swap(false, Relaxed) {
             log::warn!(
                 "redis {}: {why}; rate limits fall back to local until it is back",
-                self.cfg.url
+                self.shown_url
             );
         }
     }
@@ -143,7 +147,7 @@ impl RedisStore {
         match res {
             Ok(Ok((allowed, wait_us, remaining))) => {
                 if !self.up.swap(true, Relaxed) {
-                    log::warn!("redis {}: reachable again; shared rate limits resumed", self.cfg.url);
+                    log::warn!("redis {}: reachable again; shared rate limits resumed", self.shown_url);
                 }
                 Some(Decision {
                     allowed: allowed == 1,
