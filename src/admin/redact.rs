@@ -3,8 +3,10 @@
 //! Masked: the value of every key whose name contains `secret`, `password`, `passwd`, `token`,
 //! `credential` or `private`, or ends in `_key` / `apikey` (so `key_secret`,
 //! `admin.token_sha256`, any future `api_key`); the password of any `scheme://user:pass@host`
-//! URL (a Redis URL), or the whole user part when it has no `:` (`https://TOKEN@host`); and
-//! any inline PEM private key. Shown: keys named exactly `key` — TLS `key` is a file path, and
+//! URL (a Redis URL), or the whole user part when it has no `:` (`https://TOKEN@host`); in a
+//! URL's query, the value of every parameter whose name looks secret by the access log's
+//! rule ([`crate::accesslog::redact::is_secret`]: redis-rs takes `?pass=`/`?password=` on
+//! its Unix-socket URLs); and any inline PEM private key. Shown: keys named exactly `key` — TLS `key` is a file path, and
 //! affinity/rate-limit `key` lists key sources — since a path says where the secret is, not
 //! what it is.
 
@@ -55,26 +57,13 @@ fn secret_key(name: &str) -> bool {
         || n.ends_with("apikey")
 }
 
-/// A string value with any URL password or inline private key masked.
+/// A string value with any URL credential ([`crate::accesslog::redact::url`]: the user
+/// part's password, secret-looking query parameters) or inline private key masked.
 fn string(s: &str) -> String {
     if s.contains("PRIVATE KEY-----") {
         return MASK.to_string();
     }
-    let Some(scheme_end) = s.find("://").map(|i| i + 3) else {
-        return s.to_string();
-    };
-    let authority_end = s[scheme_end..]
-        .find(['/', '?', '#'])
-        .map_or(s.len(), |i| scheme_end + i);
-    let Some(at) = s[scheme_end..authority_end].rfind('@').map(|i| scheme_end + i) else {
-        return s.to_string();
-    };
-    let userinfo = &s[scheme_end..at];
-    let kept = match userinfo.split_once(':') {
-        Some((user, _)) => format!("{user}:{MASK}"),
-        None => MASK.to_string(),
-    };
-    format!("{}{kept}{}", &s[..scheme_end], &s[at..])
+    crate::accesslog::redact::url(s, MASK).into_owned()
 }
 
 #[cfg(test)]
@@ -90,6 +79,8 @@ admin: {address: "127.0.0.1:9090", token_sha256: abcd}
 redis: {url: "redis://default:pa%40ss@redis.internal:6379/0", timeout: 50ms}
 other: "https://TOKEN@example.com/x"
 plain: "redis://redis.internal:6379"
+socket: "redis+unix:///run/redis.sock?db=2&pass=hunter3"
+valkey: "valkey+unix:///run/valkey.sock?password=hunter4&protocol=resp3"
 listeners:
   - tls: {cert: /etc/scimitar/a.crt, key: /etc/scimitar/a.key}
     inline: "-----BEGIN PRIVATE KEY-----\nMII\n-----END PRIVATE KEY-----"
@@ -107,6 +98,11 @@ api_key: {nested: x}
         assert_eq!(j["redis"]["timeout"], "50ms");
         assert_eq!(j["other"], "https://[redacted]@example.com/x");
         assert_eq!(j["plain"], "redis://redis.internal:6379");
+        assert_eq!(j["socket"], "redis+unix:///run/redis.sock?db=2&pass=[redacted]");
+        assert_eq!(
+            j["valkey"],
+            "valkey+unix:///run/valkey.sock?password=[redacted]&protocol=resp3"
+        );
         assert_eq!(j["listeners"][0]["tls"]["key"], "/etc/scimitar/a.key");
         assert_eq!(j["listeners"][0]["inline"], MASK);
         assert_eq!(
@@ -117,6 +113,9 @@ api_key: {nested: x}
         assert_eq!(j["upstreams"]["scim"]["weight"], -1);
         assert_eq!(j["upstreams"]["scim"]["ratio"], 0.5);
         assert_eq!(j["api_key"], MASK, "a whole secret mapping is masked");
-        assert!(!j.to_string().contains("hunter2") && !j.to_string().contains("pa%40ss"));
+        let text = j.to_string();
+        for secret in ["hunter2", "hunter3", "hunter4", "pa%40ss"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
     }
 }
