@@ -154,3 +154,57 @@ fn the_page_is_html_its_data_json_and_other_methods_are_refused() {
     assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
     assert_eq!(http(px.admin, "GET", "/nope", &[], None).status, 404);
 }
+
+#[test]
+fn a_post_a_browser_says_is_cross_site_is_refused_even_with_the_token() {
+    let digest = scimitar::admin::hash_token(b"s3cret");
+    let unused = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let px = Proxy::start_with_admin(
+        &format!("  token_sha256: {digest}\n"),
+        &format!("upstreams:\n{}{}", pool_yaml("p", &[unused], ""), routes("p")),
+    );
+    // What a browser attaches once its login prompt has been answered: Basic ops:s3cret.
+    let basic = ("Authorization", "Basic b3BzOnMzY3JldA==");
+    let reloads = || {
+        let r = http(px.admin, "GET", "/metrics", &[basic], None);
+        assert_eq!(r.status, 200);
+        let s = parse_exposition(&r.text());
+        s.get(r#"scimitar_config_reloads_total{result="success"}"#)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let before = reloads();
+    let elsewhere = format!("http://evil.example:{}", px.admin.port());
+    for (path, headers) in [
+        ("/reload", vec![basic, ("Sec-Fetch-Site", "cross-site")]),
+        ("/reload", vec![basic, ("Sec-Fetch-Site", "same-site")]),
+        ("/reload", vec![basic, ("Origin", elsewhere.as_str())]),
+        ("/reload", vec![basic, ("Origin", "null")]),
+        ("/tls/reload", vec![basic, ("Sec-Fetch-Site", "cross-site")]),
+    ] {
+        let r = http(px.admin, "POST", path, &headers, None);
+        assert_eq!(r.status, 403, "{path} {headers:?}: {}", r.text());
+        assert!(r.text().starts_with("cross-site request refused"), "{}", r.text());
+    }
+    assert_eq!(reloads(), before, "a refused POST reloads nothing");
+
+    let here = format!("http://{}", px.admin);
+    let r = http(
+        px.admin,
+        "POST",
+        "/reload",
+        &[basic, ("Sec-Fetch-Site", "same-origin"), ("Origin", here.as_str())],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(reloads(), before + 1.0);
+    // A GET changes nothing, and another site's page cannot read its answer (no CORS headers).
+    let r = http(
+        px.admin,
+        "GET",
+        "/status.json",
+        &[basic, ("Sec-Fetch-Site", "cross-site")],
+        None,
+    );
+    assert_eq!(r.status, 200);
+}

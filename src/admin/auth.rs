@@ -35,6 +35,52 @@ fn presented(header: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// Why a POST must be refused as cross-site, or `None` when it may go on. The 401 offers
+/// Basic, so a browser that was given the token once attaches it to every later request to
+/// this address — a form on another site posting to `/reload` included. Browsers say where a
+/// request comes from: `Sec-Fetch-Site` (anything but `same-origin`, or `none` for one the
+/// user typed, is another site's doing) and `Origin` (whose host and port must be this
+/// request's `Host`). Tools like curl send neither, and pass.
+pub fn cross_site(headers: &http::HeaderMap) -> Option<&'static str> {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        let site = site.as_bytes();
+        if !site.eq_ignore_ascii_case(b"same-origin") && !site.eq_ignore_ascii_case(b"none") {
+            return Some("Sec-Fetch-Site is not same-origin");
+        }
+    }
+    let origin = headers.get(http::header::ORIGIN)?;
+    let host = headers.get(http::header::HOST).map(|h| h.as_bytes());
+    match host {
+        Some(host) if same_authority(origin.as_bytes(), host) => None,
+        _ => Some("Origin is not this admin address"),
+    }
+}
+
+/// Whether `origin` (`scheme://host[:port]`, or `null`) names `host` (`host[:port]`, the
+/// `Host` header), a missing port being the scheme's default on either side.
+fn same_authority(origin: &[u8], host: &[u8]) -> bool {
+    let Some(sep) = origin.windows(3).position(|w| w == b"://") else {
+        return false;
+    };
+    let (scheme, authority) = (&origin[..sep], &origin[sep + 3..]);
+    let default: &[u8] = if scheme.eq_ignore_ascii_case(b"https") {
+        b"443"
+    } else {
+        b"80"
+    };
+    let (oh, op) = host_port(authority, default);
+    let (hh, hp) = host_port(host.trim_ascii(), default);
+    oh.eq_ignore_ascii_case(hh) && op == hp
+}
+
+/// Splits `host[:port]` (a bracketed IPv6 literal's colons are not the port's).
+fn host_port<'a>(authority: &'a [u8], default: &'a [u8]) -> (&'a [u8], &'a [u8]) {
+    match authority.iter().rposition(|&b| b == b':') {
+        Some(c) if !authority[c..].contains(&b']') => (&authority[..c], &authority[c + 1..]),
+        _ => (authority, default),
+    }
+}
+
 /// `scimitar hash-token`: the hex SHA-256 that `admin.token_sha256` takes.
 pub fn hash_hex(token: &[u8]) -> String {
     sha256(token).iter().map(|b| format!("{b:02x}")).collect()
@@ -66,6 +112,52 @@ mod tests {
         );
         assert!(!allowed(Some(&d), Some(&header("Basic !!!"))));
         assert!(!allowed(Some(&d), Some(&header("Token s3cret"))));
+    }
+
+    #[test]
+    fn cross_site_posts_are_told_apart() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = http::HeaderMap::new();
+            for (k, v) in pairs {
+                m.append(*k, header(v));
+            }
+            cross_site(&m)
+        };
+        assert_eq!(h(&[("host", "127.0.0.1:9090")]), None, "curl sends neither");
+        assert_eq!(h(&[("sec-fetch-site", "same-origin")]), None);
+        assert_eq!(h(&[("sec-fetch-site", "None")]), None, "typed by the user");
+        for site in ["cross-site", "same-site", ""] {
+            assert!(h(&[("sec-fetch-site", site)]).is_some(), "{site}");
+        }
+        let with_origin = |origin, host| h(&[("origin", origin), ("host", host)]);
+        assert_eq!(with_origin("http://127.0.0.1:9090", "127.0.0.1:9090"), None);
+        assert_eq!(with_origin("http://Admin.example", "admin.example:80"), None);
+        assert_eq!(with_origin("https://admin.example", "admin.example:443"), None);
+        // A TLS-terminating proxy in front of the (plaintext) listener keeps Host's port off.
+        assert_eq!(with_origin("https://admin.example", "admin.example"), None);
+        assert_eq!(with_origin("http://[::1]:9090", "[::1]:9090"), None);
+        for (origin, host) in [
+            ("http://evil.example", "127.0.0.1:9090"),
+            ("http://127.0.0.1:9091", "127.0.0.1:9090"),
+            ("https://admin.example", "admin.example:80"),
+            ("http://[::1]", "[::1]:9090"),
+            ("null", "127.0.0.1:9090"),
+        ] {
+            assert!(with_origin(origin, host).is_some(), "{origin} vs {host}");
+        }
+        assert!(
+            h(&[("origin", "http://127.0.0.1:9090")]).is_some(),
+            "no Host to compare with"
+        );
+        assert!(
+            h(&[
+                ("sec-fetch-site", "same-origin"),
+                ("origin", "http://evil.example"),
+                ("host", "a:1")
+            ])
+            .is_some(),
+            "both must agree"
+        );
     }
 
     #[test]

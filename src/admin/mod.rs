@@ -12,7 +12,8 @@
 //! | `POST /reload` | read the file again: apply it, or refuse it and say why |
 //! | `POST /tls/reload` | reload every TLS listener's certificate files now |
 //!
-//! With `admin.token_sha256`, all but the probes need the token ([`auth`]).
+//! With `admin.token_sha256`, all but the probes need the token ([`auth`]). A POST that a
+//! browser says comes from another site is refused with 403 ([`auth::cross_site`]).
 
 mod auth;
 mod redact;
@@ -187,6 +188,15 @@ impl ServeHttp for Admin {
                 r.headers_mut().insert(http::header::ALLOW, v);
             }
             return r;
+        }
+        if req.method == http::Method::POST {
+            if let Some(why) = auth::cross_site(&req.headers) {
+                return reply(
+                    403,
+                    "text/plain",
+                    format!("cross-site request refused: {why}\n").into_bytes(),
+                );
+            }
         }
         // The probes stay open: orchestrators' health checks rarely carry credentials, and
         // they say nothing an attacker could use.
