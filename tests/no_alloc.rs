@@ -1,5 +1,6 @@
 //! The per-request work scimitar adds must not allocate on the common path: routing and
-//! classification, key hashing, and a rate-limit decision for a known key. Counted with a
+//! classification, key hashing, a rate-limit decision for a known key, and the access log's
+//! query redaction. Counted with a
 //! global allocator, so this is exact, not timed.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -93,6 +94,21 @@ fn key_hashing_does_not_allocate() {
         std::hint::black_box(h.combined(&sources, &facts));
     });
     assert_eq!(n, 0);
+}
+
+#[test]
+fn redacting_a_query_allocates_only_its_output() {
+    let q = b"access_token=a&Authorization=b&X-Amz-Signature=c&count=5&startIndex=1&attributes=userName";
+    let mut out = Vec::with_capacity(256);
+    let n = allocations(|| {
+        scimitar::accesslog::redact::query(q, &mut out);
+        std::hint::black_box(scimitar::accesslog::redact::is_secret(b"Client_Assertion"));
+    });
+    assert_eq!(n, 0);
+    assert_eq!(
+        out,
+        b"access_token=***&Authorization=***&X-Amz-Signature=***&count=5&startIndex=1&attributes=userName"
+    );
 }
 
 #[test]
