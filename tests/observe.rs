@@ -386,3 +386,67 @@ fn sigusr1_reopens_the_log_after_rotation() {
     assert_eq!(px.get("/scim/v2/Users/again").status, 200);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_scan_of_made_up_tenants_takes_no_row_of_the_tenant_table() {
+    let ok = TestUpstream::start("ok", Behavior::Echo);
+    let gone = TestUpstream::start("gone", Behavior::Status(404));
+    let locked = TestUpstream::start("locked", Behavior::Status(401));
+    let px = Proxy::start(&format!(
+        "upstreams:\n{}{}{}routes:\n  - base_path: /{{tenant}}/scim/v2\n    upstream: ok\n    max_body: {{default: 1KiB}}\n  - base_path: /{{tenant}}/gone/v2\n    upstream: gone\n  - base_path: /{{tenant}}/locked/v2\n    upstream: locked\nmetrics: {{tenant_label: true, max_tenants: 3}}\n",
+        pool_yaml("ok", &[ok.addr], ""),
+        pool_yaml("gone", &[gone.addr], ""),
+        pool_yaml("locked", &[locked.addr], ""),
+    ));
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(4096));
+    for i in 0..10 {
+        let name = format!("scan-{i}-{}", std::process::id());
+        let sent = [
+            ("GET", format!("/{name}/locked/v2/Users"), None, 401),
+            ("GET", format!("/{name}/gone/v2/Users"), None, 404),
+            // Refused by the proxy itself, before any upstream.
+            ("POST", format!("/{name}/scim/v2/Users"), Some(big.as_str()), 413),
+            // A 2xx, but discovery answers the same whoever asks.
+            ("GET", format!("/{name}/scim/v2/ServiceProviderConfig"), None, 200),
+        ];
+        for (method, target, body, status) in sent {
+            assert_eq!(px.send(method, &target, &[], body).status, status, "{method} {target}");
+        }
+    }
+    let tenants = |px: &Proxy| px.status()["traffic"]["tenants"]["top_requests"].clone();
+    assert_eq!(tenants(&px), serde_json::json!([{"tenant": "other", "requests": 40}]));
+
+    // Every row is still free: three real tenants get one each from their first 2xx on.
+    for name in ["acme", "globex", "initech"] {
+        assert_eq!(px.get(&format!("/{name}/scim/v2/Users")).status, 200);
+    }
+    assert_eq!(
+        px.get("/acme/locked/v2/Users").status,
+        401,
+        "a known tenant's 401 is its own"
+    );
+    assert_eq!(
+        tenants(&px),
+        serde_json::json!([
+            {"tenant": "other", "requests": 40},
+            {"tenant": "acme", "requests": 2},
+            {"tenant": "globex", "requests": 1},
+            {"tenant": "initech", "requests": 1},
+        ])
+    );
+    let series: Vec<String> = px
+        .metrics()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("scimitar_tenant_requests_total"))
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    assert_eq!(
+        series,
+        [
+            r#"scimitar_tenant_requests_total{tenant="acme"} 2"#,
+            r#"scimitar_tenant_requests_total{tenant="globex"} 1"#,
+            r#"scimitar_tenant_requests_total{tenant="initech"} 1"#,
+            r#"scimitar_tenant_requests_total{tenant="other"} 40"#,
+        ]
+    );
+}

@@ -221,6 +221,7 @@ impl Metrics {
             rejected: r.refusal.is_some_and(Refusal::is_rejection),
             micros: r.micros,
             tenant: r.tenant,
+            vouched: r.vouched,
         });
     }
 
@@ -290,6 +291,9 @@ pub struct Request<'a> {
     pub micros: u64,
     pub refusal: Option<Refusal>,
     pub tenant: Option<&'a [u8]>,
+    /// The upstream answered this request 2xx, outside discovery: its tenant is real, and may
+    /// take a row of the tenant table ([`page::Tenants::record`]).
+    pub vouched: bool,
 }
 
 /// Removes the children of `vec` whose labels `dead` says are gone.

@@ -36,6 +36,8 @@ pub struct Seen<'a> {
     pub rejected: bool,
     pub micros: u64,
     pub tenant: Option<&'a [u8]>,
+    /// The upstream answered 2xx, outside discovery (see [`Tenants::record`]).
+    pub vouched: bool,
 }
 
 /// An error as the page lists it (paths are redacted like the access log's).
@@ -80,7 +82,7 @@ impl Page {
             e.rejected.fetch_add(1, Relaxed);
         }
         if let Some(t) = s.tenant {
-            self.tenants.record(t, s.rejected);
+            self.tenants.record(t, s.rejected, s.vouched);
         }
     }
 
@@ -136,9 +138,11 @@ impl Page {
     }
 }
 
-/// Per-tenant request and refusal counts: the first `cap` tenants seen get a row each, every
-/// later one shares the `other` row, so memory and (with the label on) series stay bounded
-/// whatever clients send.
+/// Per-tenant request and refusal counts: up to `cap` tenants get a row each, every other one
+/// shares the `other` row, so memory and (with the label on) series stay bounded whatever
+/// clients send. A tenant gets a row only once an upstream vouched for it (see
+/// [`Tenants::record`]): otherwise a scan of made-up names, each answered 401 or 404, would
+/// take every row and push the real tenants into `other` until a restart.
 pub struct Tenants {
     tracked: AtomicBool,
     /// Whether the metrics carry a `tenant` label (`metrics.tenant_label`).
@@ -200,7 +204,10 @@ impl Tenants {
         }
     }
 
-    pub fn record(&self, tenant: &[u8], rejected: bool) {
+    /// Counts one request of `tenant`. A tenant already in the table counts on its row; any
+    /// other counts as `other`, and takes a free row only when `vouched`: an upstream answered
+    /// it 2xx, so the name is one the service knows rather than whatever a client made up.
+    pub fn record(&self, tenant: &[u8], rejected: bool, vouched: bool) {
         if !self.tracked.load(Relaxed) {
             return;
         }
@@ -209,8 +216,8 @@ impl Tenants {
             let t = self.table.read().unwrap_or_else(|p| p.into_inner());
             let row = match t.index.get(key) {
                 Some(&i) => Some(i),
-                // Full: every new tenant is `other`, without ever taking the write lock.
-                None if t.index.len() >= t.cap => Some(t.cap),
+                // Full, or not vouched for: `other`, without ever taking the write lock.
+                None if !vouched || t.index.len() >= t.cap => Some(t.cap),
                 None => None,
             };
             if let Some(i) = row {
@@ -286,12 +293,12 @@ mod tests {
     #[test]
     fn tenants_past_the_cap_are_other() {
         let t = Tenants::default();
-        t.record(b"ignored", false);
+        t.record(b"ignored", false, true);
         assert!(t.counts().is_empty(), "untracked until configured");
         t.configure(true, false, 2);
         for (name, n) in [("acme", 3), ("globex", 1), ("initech", 2), ("umbrella", 4)] {
             for i in 0..n {
-                t.record(name.as_bytes(), i == 0);
+                t.record(name.as_bytes(), i == 0, true);
             }
         }
         let c = t.counts();
@@ -304,12 +311,32 @@ mod tests {
     }
 
     #[test]
+    fn only_a_vouched_for_tenant_takes_a_row() {
+        let t = Tenants::default();
+        t.configure(true, false, 3);
+        // A scan: every made-up name refused, or rejected, before any 2xx.
+        for i in 0..100 {
+            t.record(format!("scan-{i}").as_bytes(), i % 10 == 0, false);
+        }
+        let only_other = |t: &Tenants| t.counts().iter().all(|c| c.tenant == OVERFLOW);
+        assert!(only_other(&t), "{:?}", t.counts());
+        t.record(b"acme", false, false);
+        t.record(b"acme", false, true);
+        t.record(b"acme", true, false);
+        let c = t.counts();
+        let get = |n: &str| c.iter().find(|x| x.tenant == n).map(|x| (x.requests, x.rejected));
+        assert_eq!(get("acme"), Some((2, 1)), "counted by name from its first 2xx on");
+        assert_eq!(get(OVERFLOW), Some((101, 10)));
+        assert_eq!(c.len(), 2, "the scan left the other two rows free: {c:?}");
+    }
+
+    #[test]
     fn long_tenant_names_are_cut() {
         let t = Tenants::default();
         t.configure(true, true, 10);
         let long = vec![b'a'; 500];
-        t.record(&long, false);
-        t.record(&long[..TENANT_BYTES], false);
+        t.record(&long, false, true);
+        t.record(&long[..TENANT_BYTES], false, true);
         let c = t.counts();
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].tenant.len(), TENANT_BYTES);
@@ -328,6 +355,7 @@ mod tests {
                     rejected: i == 0,
                     micros: 1500,
                     tenant: Some(&[b'a' + i]),
+                    vouched: i > 0,
                 });
             }
         }
@@ -356,7 +384,11 @@ mod tests {
         let top = v["tenants"]["top_requests"].as_array().unwrap();
         assert_eq!(top.len(), 10);
         assert_eq!(top[0], json!({"tenant": "l", "requests": 12}));
-        assert_eq!(v["tenants"]["top_rejected"], json!([{"tenant": "a", "rejected": 1}]));
+        assert_eq!(
+            v["tenants"]["top_rejected"],
+            json!([{"tenant": "other", "rejected": 1}]),
+            "`a` never had an upstream's 2xx"
+        );
         let errs = v["recent_errors"].as_array().unwrap();
         assert_eq!(errs.len(), RECENT_ERRORS);
         assert_eq!(errs[0]["request_id"], format!("r{}", RECENT_ERRORS + 4), "newest first");

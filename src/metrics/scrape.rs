@@ -83,7 +83,7 @@ pub fn families(live: &Live<'_>, tenants: &Tenants) -> Vec<MetricFamily> {
         };
         out.counters(
             "scimitar_tenant_requests_total",
-            "Requests by tenant (the first metrics.max_tenants tenants; later ones are `other`)",
+            "Requests by tenant (up to metrics.max_tenants tenants, each from its first 2xx answer; the rest are `other`)",
             &["tenant"],
             &rows(|c| c.requests),
         );

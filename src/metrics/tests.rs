@@ -33,6 +33,7 @@ fn req(endpoint: Endpoint, op: Op, status: u16) -> Request<'static> {
         micros: 20_000,
         refusal: None,
         tenant: None,
+        vouched: false,
     }
 }
 
@@ -195,11 +196,11 @@ fn config_hash_and_reloads() {
 fn tenant_series_only_when_opted_in_and_capped() {
     let m = Metrics::new().unwrap();
     m.page.tenants.configure(true, false, 2);
-    m.page.tenants.record(b"acme", false);
+    m.page.tenants.record(b"acme", false, true);
     assert!(!text(&m).contains("scimitar_tenant_requests_total"));
     m.page.tenants.configure(true, true, 2);
     for t in ["acme", "globex", "initech", "umbrella"] {
-        m.page.tenants.record(t.as_bytes(), t == "umbrella");
+        m.page.tenants.record(t.as_bytes(), t == "umbrella", true);
     }
     let s = series(&text(&m));
     let tenants: Vec<&String> = s

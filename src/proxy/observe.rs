@@ -14,7 +14,7 @@ use crate::accesslog::{self, RateLimit, Record};
 use crate::metrics::{self, deprovision, labels, Endpoint, InFlight, Op, Refusal, Retry};
 use crate::routing::RouteMatch;
 use crate::runtime::Runtime;
-use crate::scim::{Operation, ResourceType};
+use crate::scim::{EndpointClass, Operation, ResourceType};
 use crate::upstream::{Pick, Pool};
 
 /// Longest `error` text kept for the status page.
@@ -125,6 +125,10 @@ pub fn finish(session: &Session, e: Option<&Error>, ctx: &mut Ctx, cache: &'stat
     };
     let pool = rt.pool(ctx);
     let tenant = rt.tenant(session, ctx);
+    // Discovery answers are the same for every tenant (and often need no credential), so
+    // their 2xx says nothing about whether the tenant exists.
+    let vouched = ctx.obs.upstream_status.is_some_and(|s| (200..300).contains(&s))
+        && ctx.route.is_some_and(|m| m.view.class != EndpointClass::Discovery);
     let refusal = ctx.obs.refusal;
     if let Some(m) = metrics::get() {
         if let Some(Refusal::RateLimited(i)) = refusal {
@@ -141,6 +145,7 @@ pub fn finish(session: &Session, e: Option<&Error>, ctx: &mut Ctx, cache: &'stat
                 micros,
                 refusal,
                 tenant,
+                vouched,
             },
         );
         if status >= 500 || refusal.is_some() {
