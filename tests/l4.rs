@@ -288,6 +288,35 @@ fn max_connections_queues_one_more_then_refuses_it_and_serves_it_when_a_slot_fre
 }
 
 #[test]
+fn a_connection_waiting_for_a_server_is_open_though_not_yet_active() {
+    let echo = TcpServer::start(Mode::Echo);
+    let l4 = L4::start(&[echo.addr], "    max_conns: 1\n    queue_timeout: 5s\n", "");
+    assert_eq!(l4.stat("open"), 0, "{}", l4.status());
+    let mut c1 = connect(l4.addr);
+    ping(&mut c1, b"1");
+    // The second waits inside the connect for the server's only slot: not queued for the
+    // listener, not forwarding, but held all the same.
+    let mut c2 = connect(l4.addr);
+    c2.write_all(b"2").unwrap();
+    assert!(eventually(WAIT, || l4.stat("open") == 2), "{}", l4.status());
+    let st = l4.status();
+    assert_eq!(
+        (st["active"].as_u64(), st["queued"].as_u64()),
+        (Some(1), Some(0)),
+        "{st}"
+    );
+
+    drop(c1);
+    let mut back = [0u8; 1];
+    c2.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"2");
+    assert!(eventually(WAIT, || l4.stat("open") == 1), "{}", l4.status());
+    drop(c2);
+    assert!(eventually(WAIT, || l4.stat("open") == 0), "{}", l4.status());
+    assert_eq!(l4.stat("active"), 0);
+}
+
+#[test]
 fn a_client_reset_closes_its_server_side_and_breaks_nothing() {
     let echo = TcpServer::start(Mode::Echo);
     let l4 = L4::start(&[echo.addr], "", "");

@@ -139,6 +139,8 @@ impl TcpProxy {
 
     async fn serve(&self, mut client: Stream, mut shutdown: ShutdownWatch) {
         let st = &self.stats;
+        // Up first and down last (on every return), so no moment of the connection escapes it.
+        let _open = stats::Gauge::up(&st.open);
         st.accepted.fetch_add(1, Relaxed);
         let Ok(_listener_slot) = self.admit(&mut shutdown).await else {
             st.refused.fetch_add(1, Relaxed);

@@ -13,6 +13,10 @@ pub struct Stats {
     pub pool: String,
     pub tls: Option<Arc<HandshakeStats>>,
     pub max_connections: Option<usize>,
+    /// Connections this listener holds right now, from accept to close: queued for a
+    /// `max_connections` slot, waiting for or connecting to a server, or forwarding. What a
+    /// shutdown drain waits for (`active` misses those still being set up).
+    pub open: AtomicU64,
     /// Connections being forwarded right now (not those waiting for a `max_connections` slot).
     pub active: AtomicU64,
     /// Connections waiting for a `max_connections` slot.
@@ -44,6 +48,7 @@ impl Stats {
             "tls": self.tls.is_some(),
             "handshakes": self.tls.as_ref().map(|t| t.handshakes.load(Relaxed)),
             "max_connections": self.max_connections,
+            "open": self.open.load(Relaxed),
             "active": self.active.load(Relaxed),
             "queued": self.queued.load(Relaxed),
             "accepted": self.accepted.load(Relaxed),
