@@ -12,6 +12,16 @@ fn routes(pool: &str) -> String {
     format!("routes:\n  - base_path: /v2\n    upstream: {pool}\n")
 }
 
+/// scimitar with `admin.token_sha256` set for `token`, and a pool nobody listens on.
+fn with_token(token: &[u8]) -> Proxy {
+    let digest = scimitar::admin::hash_token(token);
+    let unused = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    Proxy::start_with_admin(
+        &format!("  token_sha256: {digest}\n"),
+        &format!("upstreams:\n{}{}", pool_yaml("p", &[unused], ""), routes("p")),
+    )
+}
+
 #[test]
 fn readyz_turns_503_naming_the_pool_once_its_only_server_fails_its_check() {
     let scim = ScimServer::start();
@@ -43,12 +53,7 @@ fn readyz_turns_503_naming_the_pool_once_its_only_server_fails_its_check() {
 
 #[test]
 fn with_a_token_every_path_but_the_probes_needs_it() {
-    let digest = scimitar::admin::hash_token(b"s3cret");
-    let unused = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let px = Proxy::start_with_admin(
-        &format!("  token_sha256: {digest}\n"),
-        &format!("upstreams:\n{}{}", pool_yaml("p", &[unused], ""), routes("p")),
-    );
+    let px = with_token(b"s3cret");
     for path in ["/", "/status", "/status.json", "/config"] {
         let r = http(px.admin, "GET", path, &[], None);
         assert_eq!(r.status, 401, "{path} without a token");
@@ -157,12 +162,7 @@ fn the_page_is_html_its_data_json_and_other_methods_are_refused() {
 
 #[test]
 fn a_post_a_browser_says_is_cross_site_is_refused_even_with_the_token() {
-    let digest = scimitar::admin::hash_token(b"s3cret");
-    let unused = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let px = Proxy::start_with_admin(
-        &format!("  token_sha256: {digest}\n"),
-        &format!("upstreams:\n{}{}", pool_yaml("p", &[unused], ""), routes("p")),
-    );
+    let px = with_token(b"s3cret");
     // What a browser attaches once its login prompt has been answered: Basic ops:s3cret.
     let basic = ("Authorization", "Basic b3BzOnMzY3JldA==");
     let reloads = || {
