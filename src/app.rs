@@ -155,11 +155,7 @@ pub fn run(mut opt: Opt, mut cfg: Config, path: String, hash: u64, signals: Clai
     let hooks = Hooks {
         reloader,
         timeout: cfg.shutdown_timeout,
-        l4_open: Box::new(move || {
-            l4.iter()
-                .map(|s| (s.active.load(Relaxed) + s.queued.load(Relaxed)) as usize)
-                .sum()
-        }),
+        l4_open: Box::new(move || l4.iter().map(|s| s.open.load(Relaxed) as usize).sum()),
         before_exit: Box::new(|| {
             crate::accesslog::flush_and_stop();
         }),
