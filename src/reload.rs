@@ -57,6 +57,8 @@ struct Fixed {
     /// Each `server` setting, rendered.
     server: Vec<(String, String)>,
     access_log: String,
+    /// (listener, pool) of every `protocol: tcp` listener.
+    tcp_pools: Vec<(String, String)>,
 }
 
 /// Pingora's settings one by one, so a change names the setting.
@@ -111,6 +113,14 @@ impl Fixed {
                 .collect(),
             admin: format!("{:?}", cfg.admin),
             server: server_settings(&cfg.server),
+            tcp_pools: cfg
+                .listeners
+                .iter()
+                .filter_map(|l| {
+                    let u = cfg.upstreams.get(l.tcp.as_ref()?.upstream)?;
+                    Some((l.name.clone(), u.name.clone()))
+                })
+                .collect(),
             // The writer thread owns its file and queue for the life of the process.
             access_log: format!("{:?}", cfg.access_log),
         }
@@ -216,6 +226,20 @@ impl Reloader {
         let cfg = crate::config::from_str(&text).map_err(|p| p.0.iter().map(|p| p.to_string()).collect::<Vec<_>>())?;
         report.warnings = cfg.warnings.iter().map(|w| w.to_string()).collect();
         report.needs_restart = self.fixed.changes(&cfg);
+        // A running tcp listener follows its pool by name; only a restart re-points it, so the
+        // pool must stay (its health checks would stop and the listener would keep stale state).
+        let gone: Vec<String> = self
+            .fixed
+            .tcp_pools
+            .iter()
+            .filter(|(_, pool)| !cfg.upstreams.iter().any(|u| &u.name == pool))
+            .map(|(l, pool)| {
+                format!("upstreams.{pool}: still used by the running tcp listener `{l}`; keep it until a restart")
+            })
+            .collect();
+        if !gone.is_empty() {
+            return Err(gone);
+        }
 
         let loaded = Loaded {
             generation: current.loaded.generation + 1,

@@ -269,9 +269,14 @@ routes:
         assert!(Arc::ptr_eq(&first.limiter.policies[0], &same.limiter.policies[0]));
         assert!(Arc::ptr_eq(first.cache.as_ref().unwrap(), same.cache.as_ref().unwrap()));
 
-        // A timeout change rebuilds the pool but keeps its servers' health state and pins.
+        // A timeout change rebuilds the pool but keeps its servers' health state and pins, and
+        // its exported counters continue.
+        same.pools[0]
+            .slot_waits
+            .fetch_add(3, std::sync::atomic::Ordering::Relaxed);
         let timeouts = BASE.replace("interval: 1s}", "interval: 1s}\n    timeouts: {read: 5s}");
         let t = build_from(&timeouts, Some(&same));
+        assert_eq!(t.pools[0].slot_waits.load(std::sync::atomic::Ordering::Relaxed), 3);
         assert!(!Arc::ptr_eq(&same.pools[0], &t.pools[0]));
         assert!(Arc::ptr_eq(&same.pools[0].servers, &t.pools[0].servers));
         assert!(Arc::ptr_eq(&same.pools[0].pins, &t.pools[0].pins));

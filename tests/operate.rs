@@ -458,3 +458,39 @@ fn a_reload_that_adds_a_server_keeps_a_dead_one_out_of_rotation() {
     }
     assert!(added.hits() > 0, "the new server takes traffic");
 }
+
+#[test]
+fn a_reload_may_not_remove_the_pool_of_a_running_tcp_listener() {
+    let a = TestUpstream::start("a", Behavior::Echo);
+    let b = TestUpstream::start("b", Behavior::Echo);
+    let tcp = common::free_port();
+    let listener = |pool: &str| {
+        format!("  - name: tcp\n    address: \"127.0.0.1:{tcp}\"\n    protocol: tcp\n    upstream: {pool}\n")
+    };
+    let p = Proxy::start_full(DEFAULTS, &listener("b"), &body(&a, &b, "a"));
+    // Re-point the tcp listener to pool a and drop pool b: the listener change needs a restart,
+    // so the running listener would be left on a pool nobody health-checks any more.
+    let only_a = format!(
+        "upstreams:\n{}routes:\n  - base_path: /scim/v2\n    upstream: a\n",
+        pool_yaml("a", &[a.addr], "")
+    );
+    std::fs::write(p.config_path(), p.config_text("", &listener("a"), &only_a)).unwrap();
+    let r = http(p.admin, "POST", "/reload", &[], None);
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(
+        r.text().contains("still used by the running tcp listener `tcp`"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(generation(&p), 1);
+    // Keeping pool b makes the same edit acceptable (the listener change waits for a restart).
+    let with_b = format!(
+        "upstreams:\n{}{}routes:\n  - base_path: /scim/v2\n    upstream: a\n",
+        pool_yaml("a", &[a.addr], ""),
+        pool_yaml("b", &[b.addr], "")
+    );
+    std::fs::write(p.config_path(), p.config_text("", &listener("a"), &with_b)).unwrap();
+    let r = http(p.admin, "POST", "/reload", &[], None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["needs_restart"], serde_json::json!(["listeners.tcp: changed"]));
+}

@@ -136,7 +136,16 @@ impl Pool {
                 .then(|| old.admission.clone())
                 .flatten(),
         };
-        Some(Self::assemble(config, parts))
+        let pool = Self::assemble(config, parts);
+        pool.carry_counters(old);
+        Some(pool)
+    }
+
+    /// Counters exported as Prometheus counters continue across a reload that rebuilds the
+    /// pool (a drop to 0 would read as a counter reset).
+    fn carry_counters(&self, old: &Pool) {
+        self.slot_waits.fetch_add(old.slot_waits.load(Relaxed), Relaxed);
+        self.slot_timeouts.fetch_add(old.slot_timeouts.load(Relaxed), Relaxed);
     }
 
     fn assemble(config: PoolConfig, parts: Carried) -> Self {
@@ -183,6 +192,7 @@ impl Pool {
     /// serves, so a server known to be down is not put back into rotation by the new checker's
     /// optimistic start. Bounded by `fall` × the check's timeout.
     pub async fn settle_from(&self, old: &Pool) {
+        self.carry_counters(old);
         for s in self.servers.iter() {
             if let Some(o) = old.servers.iter().find(|o| o.addr == s.addr) {
                 s.carry_from(o);
