@@ -83,6 +83,16 @@ $([ "$3" = on ] && printf 'access_log: {path: %s}\n' "$PWD/$T/access-$1.log")
 Y
 }
 
+# CPU ticks of a process and its children (nginx's work happens in its worker).
+ticks() {
+  local total=0 p
+  for p in $1 $(pgrep -P "$1" 2>/dev/null); do
+    [ -r "/proc/$p/stat" ] || continue
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$total"
+}
+
 # Connections the kernel dropped because a listener's accept queue was full (all listeners).
 listen_overflows() {
   awk '/^TcpExt:/ { if (!h) { for (i = 1; i <= NF; i++) n[i] = $i; h = 1 } else { for (i = 1; i <= NF; i++) if (n[i] == "ListenOverflows") print $i } }' /proc/net/netstat

@@ -68,15 +68,6 @@ declare -A PORT=(["scimitar (policies on)"]=18090 ["scimitar (policies off)"]=18
 declare -A PIDOF=(["scimitar (policies on)"]=$PID_ON ["scimitar (policies off)"]=$PID_OFF ["bare pingora"]=$PID_BARE ["nginx"]=$PID_NGINX ["haproxy"]=$PID_HAPROXY ["direct"]=0)
 TARGETS=("scimitar (policies on)" "scimitar (policies off)" "bare pingora" "nginx" "haproxy" "direct")
 
-# CPU ticks of a process and its children (nginx's work happens in its worker).
-ticks() {
-  local total=0 p
-  for p in $1 $(pgrep -P "$1" 2>/dev/null); do
-    [ -r "/proc/$p/stat" ] || continue
-    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-  done
-  echo "$total"
-}
 rss_kb() {
   local total=0 p v
   for p in $1 $(pgrep -P "$1" 2>/dev/null); do

@@ -135,15 +135,6 @@ for t in "${TARGETS[@]}"; do for k in rsa ec; do
     "$(grep -m1 -oE 'ALPN protocol: [^ ]+' <<<"$s" | awk '{print $3}')"
 done; done | tee "$T/tls-negotiated.txt"
 
-# CPU ticks of a process and its children (nginx's work happens in its worker).
-ticks() {
-  local total=0 p
-  for p in $1 $(pgrep -P "$1" 2>/dev/null); do
-    [ -r "/proc/$p/stat" ] || continue
-    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-  done
-  echo "$total"
-}
 HZ=$(getconf CLK_TCK)
 BOUND=$((DUR + 30)) # hard cap on any one load run, seconds
 
