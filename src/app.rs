@@ -34,19 +34,19 @@ const H2C_PREFACE_WAIT: std::time::Duration = std::time::Duration::from_secs(10)
 
 /// Boots Pingora with the config and returns when the server stops (normally the process
 /// exits first, from [`crate::shutdown`]). `path` is the file SIGHUP and `POST /reload` read
-/// again; `hash` identifies the bytes `cfg` came from.
-pub fn run(mut opt: Opt, mut cfg: Config, path: String, hash: u64, signals: Claimed) -> Result<(), String> {
+/// again.
+pub fn run(mut opt: Opt, mut cfg: Config, path: String, signals: Claimed) -> Result<(), String> {
     // The SCIM config file is ours; Pingora gets its settings from the `server` section.
     opt.conf = None;
     let loaded = Loaded {
         generation: 1,
-        hash,
-        at_unix: crate::runtime::now_unix(),
+        hash: cfg.hash,
+        at_unix: crate::tls::certs::now_unix(),
     };
     let live = Live::new(crate::runtime::build_blocking(&cfg, None, loaded)?);
     apply_observability(&cfg);
     if let Some(m) = crate::metrics::get() {
-        m.config_active(hash);
+        m.config_active(cfg.hash);
     }
     if let Some(a) = &cfg.access_log {
         crate::accesslog::init(a)?;

@@ -49,8 +49,6 @@ fn main() -> ExitCode {
     let path = opt.conf.clone().unwrap_or_else(|| DEFAULT_CONF.to_string());
 
     // Validate before Pingora boots: Pingora's own `-t` only checks its own settings.
-    // The file's bytes identify the configuration (`/status.json`, metrics, reload reports).
-    let hash = std::fs::read(&path).map_or(0, |b| scimitar::runtime::hash_file(&b));
     let cfg = match scimitar::config::load(&path) {
         Ok(cfg) => cfg,
         Err(problems) => {
@@ -77,7 +75,7 @@ fn main() -> ExitCode {
     };
     // Absolute, so a reload still finds the file after `-d` changed the working directory.
     let abs = std::path::absolute(&path).map_or(path, |p| p.display().to_string());
-    if let Err(e) = scimitar::app::run(opt, cfg, abs, hash, signals) {
+    if let Err(e) = scimitar::app::run(opt, cfg, abs, signals) {
         eprintln!("scimitar: {e}");
         return ExitCode::from(1);
     }

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use crate::app::Edge;
 use crate::config::{Config, Listener};
 use crate::runtime::{self, Live, Loaded};
+use crate::tls::certs::now_unix;
 use crate::tls::rotate::Outcome;
 
 /// The outcome of one reload, as `POST /reload` returns it.
@@ -36,7 +37,7 @@ pub struct History {
     pub succeeded: u64,
     pub failed: u64,
     pub last: Option<Report>,
-    pub last_unix: Option<u64>,
+    pub last_unix: Option<i64>,
 }
 
 pub struct Reloader {
@@ -159,10 +160,6 @@ impl Fixed {
     }
 }
 
-fn hex(h: u64) -> String {
-    format!("{h:016x}")
-}
-
 impl Reloader {
     pub fn new(path: String, live: Arc<Live>, edge: Edge, started: &Config) -> Self {
         Reloader {
@@ -182,7 +179,7 @@ impl Reloader {
         let current = self.live.load_full();
         let mut report = Report {
             generation: current.loaded.generation,
-            config_hash: hex(current.loaded.hash),
+            config_hash: current.loaded.hash_hex(),
             ..Report::default()
         };
         match self.try_reload(&current, &mut report).await {
@@ -215,15 +212,14 @@ impl Reloader {
                 h.failed += 1;
             }
             h.last = Some(report.clone());
-            h.last_unix = Some(runtime::now_unix());
+            h.last_unix = Some(now_unix());
         }
         report
     }
 
     async fn try_reload(&self, current: &runtime::Runtime, report: &mut Report) -> Result<(), Vec<String>> {
-        let bytes = std::fs::read(&self.path).map_err(|e| vec![format!("cannot read {}: {e}", self.path)])?;
-        let text = String::from_utf8(bytes.clone()).map_err(|_| vec![format!("{} is not UTF-8", self.path)])?;
-        let cfg = crate::config::from_str(&text).map_err(|p| p.0.iter().map(|p| p.to_string()).collect::<Vec<_>>())?;
+        // The same loader as start-up: the same problems, worded the same way.
+        let cfg = crate::config::load(&self.path).map_err(|p| p.0.iter().map(|p| p.to_string()).collect::<Vec<_>>())?;
         report.warnings = cfg.warnings.iter().map(|w| w.to_string()).collect();
         report.needs_restart = self.fixed.changes(&cfg);
         // A running tcp listener follows its pool by name; only a restart re-points it, so the
@@ -243,8 +239,8 @@ impl Reloader {
 
         let loaded = Loaded {
             generation: current.loaded.generation + 1,
-            hash: runtime::hash_file(text.as_bytes()),
-            at_unix: runtime::now_unix(),
+            hash: cfg.hash,
+            at_unix: now_unix(),
         };
         let next = runtime::build(&cfg, Some(current), loaded).await.map_err(|e| vec![e])?;
         // Certificates last before the swap (they apply as they load): a file that does not
@@ -276,7 +272,7 @@ impl Reloader {
         crate::app::apply_observability(&cfg);
         self.live.store(next);
         report.generation = loaded.generation;
-        report.config_hash = hex(loaded.hash);
+        report.config_hash = loaded.hash_hex();
         Ok(())
     }
 }

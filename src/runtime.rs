@@ -47,7 +47,14 @@ pub struct Loaded {
     /// SipHash of the file's bytes (as read, before `${ENV}` expansion): two instances with
     /// the same hash run the same file.
     pub hash: u64,
-    pub at_unix: u64,
+    pub at_unix: i64,
+}
+
+impl Loaded {
+    /// The hash as `/status.json` and reload reports show it.
+    pub fn hash_hex(&self) -> String {
+        format!("{:016x}", self.hash)
+    }
 }
 
 /// The parts of the previous config a reload needs to decide what carries over.
@@ -214,20 +221,6 @@ pub fn build_blocking(cfg: &Config, prev: Option<&Runtime>, loaded: Loaded) -> R
     rt.block_on(build(cfg, prev, loaded))
 }
 
-/// The config file's identity hash.
-pub fn hash_file(bytes: &[u8]) -> u64 {
-    use std::hash::Hasher;
-    let mut h = siphasher::sip::SipHasher13::new_with_keys(0x5c17_a11e, 0x00c0_ff1e);
-    h.write(bytes);
-    h.finish()
-}
-
-pub fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,7 +245,7 @@ routes:
         let cfg = crate::config::from_str_with_env(text, |_| None).expect("valid config");
         let loaded = Loaded {
             generation: prev.map_or(1, |p| p.loaded.generation + 1),
-            hash: hash_file(text.as_bytes()),
+            hash: cfg.hash,
             at_unix: 0,
         };
         build_blocking(&cfg, prev, loaded).expect("runtime")

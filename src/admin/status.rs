@@ -142,7 +142,7 @@ impl Admin {
             "config": {
                 "path": self.reloader.path,
                 "generation": rt.loaded.generation,
-                "hash": format!("{:016x}", rt.loaded.hash),
+                "hash": rt.loaded.hash_hex(),
                 "loaded_unix": rt.loaded.at_unix,
                 "reloads": history,
             },

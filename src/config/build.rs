@@ -194,6 +194,7 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
             trusted_proxies,
             warnings: p.1,
             source: Arc::new(root.clone()),
+            hash: 0,
         }),
         _ => Err(p),
     }

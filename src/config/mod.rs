@@ -46,6 +46,9 @@ pub struct Config {
     /// The file as loaded (after `${ENV}` expansion), for the admin `GET /config`; shared, so
     /// a reload can hand the admin listener a new one without copying the tree.
     pub source: std::sync::Arc<serde_yaml::Value>,
+    /// SipHash of the file's text as read (before `${ENV}` expansion): two instances with the
+    /// same hash run the same file (`/status.json`, metrics, reload reports).
+    pub hash: u64,
 }
 
 /// The `rate_limits` section (and `redis` when the store is shared).
@@ -257,7 +260,16 @@ pub fn from_str_with_env(text: &str, env: impl Fn(&str) -> Option<String>) -> Re
         p.add(&at, format!("YAML syntax error: {e}"));
         p
     })?;
-    build::build(&value)
+    let mut cfg = build::build(&value)?;
+    cfg.hash = hash_text(text);
+    Ok(cfg)
+}
+
+fn hash_text(text: &str) -> u64 {
+    use std::hash::Hasher;
+    let mut h = siphasher::sip::SipHasher13::new_with_keys(0x5c17_a11e, 0x00c0_ff1e);
+    h.write(text.as_bytes());
+    h.finish()
 }
 
 #[cfg(test)]
