@@ -22,11 +22,47 @@ use std::time::{Duration, Instant};
 pub use client::{http, Response};
 pub use upstream::{Behavior, TestUpstream};
 
+/// A loopback port for a process a test is about to start, never handed out twice in a run.
+///
+/// Binding port 0 and closing it again is not enough: the kernel hands the same ephemeral port
+/// to the next `bind(0)` in a parallel test, and the loser of the race then finds *another*
+/// test's listener on "its" port (seen in CI as a 404 from the wrong proxy). So ports come from
+/// below the ephemeral range (which also keeps outgoing connections off them), each claimed by a
+/// lock file that parallel test threads and processes respect, and checked bindable.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000; // 20000..32000, under Linux's default ephemeral 32768..60999
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let dir = std::env::temp_dir().join("scimitar-test-ports");
+    let _ = std::fs::create_dir_all(&dir);
+    // Start each process somewhere different so concurrent runs rarely even meet on a lock.
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        let lock = dir.join(port.to_string());
+        let claimed = match std::fs::OpenOptions::new().write(true).create_new(true).open(&lock) {
+            Ok(_) => true,
+            // A claim older than a test run may be taken over.
+            Err(_) => {
+                std::fs::metadata(&lock)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > Duration::from_secs(1800))
+                    && std::fs::write(&lock, b"").is_ok()
+            }
+        };
+        if claimed && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{}", LOW + SPAN)
 }
 
 /// Polls until something accepts TCP connections on `addr`, or panics after `limit`.
