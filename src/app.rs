@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use pingora::apps::http_app::HttpServer;
-use pingora::proxy::http_proxy_service_with_name;
 use pingora::server::configuration::Opt;
 use pingora::server::Server;
 use pingora::services::background::background_service;
@@ -18,7 +17,7 @@ use pingora::server::RunArgs;
 
 use crate::admin::Admin;
 use crate::config::{Config, Listener, Protocol};
-use crate::h2c::H2cGate;
+use crate::inbound::Gate;
 use crate::proxy::Scimitar;
 use crate::ratelimit::Housekeeping;
 use crate::reload::Reloader;
@@ -74,44 +73,42 @@ pub fn run(mut opt: Opt, mut cfg: Config, path: String, signals: Claimed) -> Res
             if l.http2 { ", HTTP/2" } else { "" }
         );
     };
+    // Every HTTP listener is its own service with a gate in front of one shared proxy (one
+    // upstream connection pool): the gate holds the listener's cap and counters. h2c is a
+    // per-proxy switch in Pingora, so h2c listeners get a second, h2c-enabled copy.
+    let mut options = HttpServerOptions::default();
+    options.h2_idle_timeout = Some(cfg.client.keepalive_timeout);
+    let proxy = |h2c: bool| {
+        let mut p = pingora::proxy::http_proxy(&server.configuration, app());
+        let mut o = options.clone();
+        o.h2c = h2c;
+        p.server_options = Some(o);
+        Arc::new(p)
+    };
+    let h1 = proxy(false);
     let is_h2c = |l: &Listener| l.protocol == Protocol::Http && l.tls.is_none() && l.http2;
-    let main: Vec<_> = listeners
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| l.protocol == Protocol::Http && !is_h2c(l))
-        .collect();
-    if !main.is_empty() {
-        let mut proxy = http_proxy_service_with_name(&server.configuration, app(), "scimitar");
-        for (i, l) in main {
-            match &l.tls {
-                None => proxy.add_tcp(&l.address),
-                Some(tls) => {
-                    let settings = crate::tls::listener::settings(&l.name, tls, Some(l.http2), edge.stats[i].clone())?;
-                    proxy.add_tls_with_settings(&l.address, None, settings);
-                }
-            }
-            describe(l);
+    let h2c = listeners.iter().any(is_h2c).then(|| proxy(true));
+    for (i, l) in listeners.iter().enumerate() {
+        if l.protocol != Protocol::Http {
+            continue;
         }
-        server.add_service(proxy);
-    }
-    // h2c is a per-service switch in Pingora, and its preface peek has no deadline: h2c
-    // listeners get a gate in front of two copies of the proxy (HTTP/1 and h2c).
-    let h2c: Vec<_> = listeners.iter().filter(|l| is_h2c(l)).collect();
-    if !h2c.is_empty() {
-        let mut o = HttpServerOptions::default();
-        o.h2c = true;
-        let mut h2 = pingora::proxy::http_proxy(&server.configuration, app());
-        h2.server_options = Some(o);
-        let gate = H2cGate {
-            h1: Arc::new(pingora::proxy::http_proxy(&server.configuration, app())),
-            h2c: Arc::new(h2),
-            wait: H2C_PREFACE_WAIT,
+        let gate = Gate {
+            h1: h1.clone(),
+            h2c: if is_h2c(l) { h2c.clone() } else { None },
+            h2c_wait: H2C_PREFACE_WAIT,
+            live: live.clone(),
+            stats: edge.inbound[i].clone(),
+            plaintext: l.tls.is_none(),
         };
-        let mut svc = Service::new("scimitar-h2c".to_string(), gate);
-        for l in h2c {
-            svc.add_tcp(&l.address);
-            describe(l);
+        let mut svc = Service::new(format!("http {}", l.name), gate);
+        match &l.tls {
+            None => svc.add_tcp(&l.address),
+            Some(tls) => {
+                let settings = crate::tls::listener::settings(&l.name, tls, Some(l.http2), edge.stats[i].clone())?;
+                svc.add_tls_with_settings(&l.address, None, settings);
+            }
         }
+        describe(l);
         server.add_service(svc);
     }
 
@@ -183,6 +180,8 @@ pub struct Edge {
     pub listeners: Arc<[Listener]>,
     /// Indexed like `listeners`.
     pub stats: Arc<[Arc<HandshakeStats>]>,
+    /// Client-side counters of HTTP listeners, indexed like `listeners`.
+    pub inbound: Arc<[Arc<crate::inbound::Stats>]>,
     pub rotation: Arc<Rotation>,
 }
 
@@ -197,6 +196,10 @@ impl Edge {
         Edge {
             listeners: listeners.into(),
             stats: listeners.iter().map(|_| Arc::default()).collect(),
+            inbound: listeners
+                .iter()
+                .map(|l| Arc::new(crate::inbound::Stats::new(l.max_connections)))
+                .collect(),
             rotation: Arc::new(rotation),
         }
     }

@@ -3,18 +3,13 @@
 //! that (`GET / HTTP/1.0` and two line ends, as load-balancer probes send) waits forever, and
 //! any client can hold a connection by sending a few bytes.
 //!
-//! [`H2cGate`] looks first: it reads until the bytes stop matching the preface (an HTTP/1
-//! request diverges at its first byte), match all of it, or a deadline passes, puts them back,
-//! and hands the connection to an HTTP/1 service or to the h2c one.
+//! [`sniff`] looks first: it reads until the bytes stop matching the preface (an HTTP/1
+//! request diverges at its first byte), match all of it, or a deadline passes, and puts them
+//! back; the listener's [`crate::inbound::Gate`] then hands the connection to HTTP/1 or h2c.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use pingora::apps::ServerApp;
 use pingora::protocols::l4::stream::Stream as L4Stream;
-use pingora::protocols::Stream;
-use pingora::server::ShutdownWatch;
 use tokio::io::AsyncReadExt;
 
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -48,16 +43,7 @@ pub fn classify(seen: &[u8], timed_out: bool) -> Option<Sniff> {
     }
 }
 
-/// Hands each connection of an h2c listener to `h1` or `h2c` (the same proxy, built twice:
-/// Pingora's h2c switch is per service).
-pub struct H2cGate<A> {
-    pub h1: Arc<A>,
-    pub h2c: Arc<A>,
-    /// How long the first bytes may take.
-    pub wait: Duration,
-}
-
-async fn sniff(stream: &mut L4Stream, wait: Duration) -> Sniff {
+pub async fn sniff(stream: &mut L4Stream, wait: Duration) -> Sniff {
     let mut buf = [0u8; 24];
     let mut n = 0;
     let deadline = tokio::time::Instant::now() + wait;
@@ -75,32 +61,6 @@ async fn sniff(stream: &mut L4Stream, wait: Duration) -> Sniff {
     };
     stream.rewind(&buf[..n]);
     verdict
-}
-
-#[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for H2cGate<A> {
-    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        // Only Pingora's own TCP stream can be read and rewound here; anything else (none on a
-        // plaintext listener today) gets Pingora's own handling.
-        if !stream.as_any().is::<L4Stream>() {
-            return self.h2c.process_new(stream, shutdown).await;
-        }
-        let Ok(mut l4) = stream.into_any().downcast::<L4Stream>() else {
-            return None;
-        };
-        let verdict = sniff(&mut l4, self.wait).await;
-        let stream: Stream = l4;
-        match verdict {
-            Sniff::H2 => self.h2c.process_new(stream, shutdown).await,
-            Sniff::H1 => self.h1.process_new(stream, shutdown).await,
-            Sniff::Close => None,
-        }
-    }
-
-    async fn cleanup(&self) {
-        self.h1.cleanup().await;
-        self.h2c.cleanup().await;
-    }
 }
 
 #[cfg(test)]

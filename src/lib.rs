@@ -19,6 +19,8 @@
 //!   each request keeps the one it started with.
 //! - [`proxy`]: the thin Pingora `ProxyHttp` glue and its pure policies (retries, errors);
 //!   one glue file per concern (cache, limits, per-server slots, header writes).
+//! - [`inbound`]: each HTTP listener's client side — connection cap, whole-head deadline,
+//!   keep-alive idling, hostile heads refused in SCIM before Pingora parses them.
 //! - [`tls`]: the TLS edge — certificates by SNI, mTLS identity, rotation, upstream TLS.
 //! - [`h2c`]: prior-knowledge HTTP/2 on plaintext listeners, without Pingora's preface stall.
 //! - [`l4`]: `protocol: tcp` listeners — raw TCP (or terminated TLS) forwarded to a pool.
@@ -40,6 +42,7 @@ pub mod cache;
 pub mod clientip;
 pub mod config;
 pub mod h2c;
+pub mod inbound;
 pub mod keys;
 pub mod l4;
 pub mod metrics;

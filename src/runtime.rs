@@ -31,6 +31,8 @@ pub struct Runtime {
     /// Headers that carry a verified client certificate upstream; whatever a client sends in
     /// them is removed from every request.
     pub client_cert_headers: Vec<http::HeaderName>,
+    /// Timeouts and size limits for HTTP clients (read by each new request head).
+    pub client: crate::config::client::ClientLimits,
     /// Which load of the file this is, and what it contained.
     pub loaded: Loaded,
     /// The file as loaded (after `${ENV}` expansion), for the admin `GET /config`.
@@ -206,6 +208,7 @@ pub async fn build(cfg: &Config, prev: Option<&Runtime>, loaded: Loaded) -> Resu
         hasher,
         cache,
         client_cert_headers,
+        client: cfg.client,
         loaded,
         source: cfg.source.clone(),
         basis,

@@ -149,6 +149,7 @@ impl Admin {
             cache: rt.cache.as_deref(),
             listeners: &self.edge.listeners,
             l4: &self.l4,
+            inbound: &self.edge.inbound,
         })
     }
 }

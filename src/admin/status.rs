@@ -8,7 +8,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use serde_json::{json, Value};
 
 use super::Admin;
+use crate::config::client::ClientLimits;
 use crate::config::units::fmt_duration;
+use crate::config::Protocol;
+use crate::inbound::head::Reason;
 use crate::upstream::Pool;
 
 /// A TLS listener's certificates as served right now, with expiry, and its rotation record.
@@ -126,12 +129,31 @@ impl Admin {
                     (Some(t), Some(st)) => tls_status(t, st, watched.map(|w| w.as_ref())),
                     _ => Value::Null,
                 };
+                let clients = self
+                    .edge
+                    .inbound
+                    .get(i)
+                    .filter(|_| l.protocol == Protocol::Http)
+                    .map(|c| {
+                        let refused: serde_json::Map<String, Value> = Reason::ALL
+                            .iter()
+                            .map(|r| (r.as_str().to_string(), json!(c.refused[r.index()].load(Relaxed))))
+                            .collect();
+                        json!({
+                            "open": c.open.load(Relaxed),
+                            "max_connections": c.max_connections,
+                            "accepted": c.accepted.load(Relaxed),
+                            "idle_closed": c.idle_closed.load(Relaxed),
+                            "refused": refused,
+                        })
+                    });
                 json!({
                     "name": l.name,
                     "address": l.address,
                     "protocol": format!("{:?}", l.protocol).to_ascii_lowercase(),
                     "http2": l.http2,
                     "tls": tls,
+                    "clients": clients,
                 })
             })
             .collect();
@@ -147,6 +169,7 @@ impl Admin {
                 "reloads": history,
             },
             "in_flight": crate::shutdown::in_flight(),
+            "client_limits": client_limits(&rt.client),
             "listeners": listeners,
             "pools": pools,
             "rate_limits": {"policies": policies, "redis": redis},
@@ -170,4 +193,17 @@ impl Admin {
         let ready = without.is_empty();
         (ready, json!({"ready": ready, "pools_without_healthy_server": without}))
     }
+}
+
+/// `client` as the config reference writes it (durations and sizes in the file's units).
+fn client_limits(c: &ClientLimits) -> Value {
+    json!({
+        "header_timeout": fmt_duration(c.header_timeout),
+        "keepalive_timeout": fmt_duration(c.keepalive_timeout),
+        "keepalive_requests": c.keepalive_requests,
+        "body_timeout": fmt_duration(c.body_timeout),
+        "send_timeout": fmt_duration(c.send_timeout),
+        "max_request_line": c.max_request_line,
+        "max_request_head": c.max_request_head,
+    })
 }

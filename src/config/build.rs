@@ -33,6 +33,7 @@ const TOP: &[&str] = &[
     "access_log",
     "metrics",
     "trusted_proxies",
+    "client",
 ];
 const POOL: &[&str] = &[
     "servers",
@@ -148,6 +149,7 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
     let access_log = r::get(top, "access_log").and_then(|v| super::observe::access_log(&mut p, v));
     let metrics = super::observe::metrics(&mut p, r::get(top, "metrics"));
     let trusted_proxies = super::observe::trusted_proxies(&mut p, r::get(top, "trusted_proxies"));
+    let client = super::client::client(&mut p, r::get(top, "client"));
 
     // A client-certificate header is removed before the proxy forwards, but keys are read
     // before that: keying on it would key on whatever the client wrote there.
@@ -189,6 +191,7 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
             key_secret,
             cache,
             shutdown_timeout,
+            client,
             access_log,
             metrics,
             trusted_proxies,
@@ -377,9 +380,13 @@ fn listeners(p: &mut Problems, top: &Mapping, pools: &[PoolConfig], admin: Optio
         let tls = r::get(m, "tls").and_then(|v| super::tls::listener_tls(p, &join(&at, "tls"), &name, v));
         let tls_given = r::get(m, "tls").is_some();
         let http2 = r::opt(p, m, &at, "http2", tls_given && protocol == Protocol::Http, r::boolean);
+        let mut max_connections = None;
         let tcp = match protocol {
             Protocol::Http => {
-                for k in ["upstream", "idle_timeout", "max_connections", "queue_timeout"] {
+                max_connections = r::get(m, "max_connections")
+                    .and_then(|v| r::uint(p, &join(&at, "max_connections"), v, 1, 1 << 24))
+                    .map(|n| n as usize);
+                for k in ["upstream", "idle_timeout", "queue_timeout"] {
                     if r::get(m, k).is_some() {
                         p.add(&join(&at, k), "only applies to `protocol: tcp` listeners; remove it");
                     }
@@ -402,6 +409,7 @@ fn listeners(p: &mut Problems, top: &Mapping, pools: &[PoolConfig], admin: Optio
                 tls: tls.map(Arc::new),
                 http2,
                 tcp,
+                max_connections,
             });
         }
     }

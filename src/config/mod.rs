@@ -4,6 +4,7 @@
 //! every problem with its place in the file → [`Config`].
 
 mod build;
+pub mod client;
 mod observe;
 pub mod reader;
 mod tls;
@@ -36,6 +37,8 @@ pub struct Config {
     pub cache: Option<crate::cache::CacheConfig>,
     /// Longest a graceful stop (SIGTERM) waits for requests in flight.
     pub shutdown_timeout: Duration,
+    /// Timeouts and size limits for clients of the HTTP listeners.
+    pub client: client::ClientLimits,
     /// The JSON access log; `None` (the default) writes none.
     pub access_log: Option<crate::accesslog::AccessLogConfig>,
     pub metrics: crate::metrics::MetricsConfig,
@@ -78,6 +81,8 @@ pub struct Listener {
     pub http2: bool,
     /// Layer-4 settings, for `protocol: tcp`.
     pub tcp: Option<TcpListener>,
+    /// HTTP listeners: connections served at once; more are answered 503 and closed.
+    pub max_connections: Option<usize>,
 }
 
 /// A `protocol: tcp` listener's forwarding settings.

@@ -23,6 +23,8 @@ pub struct Live<'a> {
     pub cache: Option<&'a Cache>,
     pub listeners: &'a [Listener],
     pub l4: &'a [Arc<crate::l4::Stats>],
+    /// HTTP listeners' client counters, indexed like `listeners`.
+    pub inbound: &'a [Arc<crate::inbound::Stats>],
 }
 
 /// Collects families built here; a family that cannot be built (a bug) is skipped and logged.
@@ -76,6 +78,7 @@ pub fn families(live: &Live<'_>, tenants: &Tenants) -> Vec<MetricFamily> {
     limits_and_cache(&mut out, live);
     certificates(&mut out, live.listeners);
     l4(&mut out, live.l4);
+    clients(&mut out, live.listeners, live.inbound);
     if tenants.label.load(Relaxed) {
         let counts = tenants.counts();
         let rows = |f: fn(&super::page::TenantCount) -> u64| -> Vec<(Vec<&str>, u64)> {
@@ -221,6 +224,55 @@ fn certificates(out: &mut Out, listeners: &[Listener]) {
             .iter()
             .map(|(l, c, v)| (vec![l.as_str(), c.as_str()], *v))
             .collect::<Vec<_>>(),
+    );
+}
+
+fn clients(out: &mut Out, listeners: &[Listener], stats: &[Arc<crate::inbound::Stats>]) {
+    use crate::inbound::head::Reason;
+    let http: Vec<(&str, &crate::inbound::Stats)> = listeners
+        .iter()
+        .zip(stats)
+        .filter(|(l, _)| l.protocol == crate::config::Protocol::Http)
+        .map(|(l, s)| (l.name.as_str(), s.as_ref()))
+        .collect();
+    out.int_gauges(
+        "scimitar_client_connections",
+        "Client connections open now on an HTTP listener",
+        &["listener"],
+        &http
+            .iter()
+            .map(|(n, s)| (vec![*n], s.open.load(Relaxed) as i64))
+            .collect::<Vec<_>>(),
+    );
+    out.counters(
+        "scimitar_client_connections_total",
+        "Client connections accepted by an HTTP listener (over max_connections not included)",
+        &["listener"],
+        &http
+            .iter()
+            .map(|(n, s)| (vec![*n], s.accepted.load(Relaxed)))
+            .collect::<Vec<_>>(),
+    );
+    out.counters(
+        "scimitar_client_idle_closed_total",
+        "Client connections closed after client.keepalive_timeout (or header_timeout) without a byte",
+        &["listener"],
+        &http
+            .iter()
+            .map(|(n, s)| (vec![*n], s.idle_closed.load(Relaxed)))
+            .collect::<Vec<_>>(),
+    );
+    let mut refused = Vec::new();
+    for (n, s) in &http {
+        for r in Reason::ALL {
+            refused.push((vec![*n, r.as_str()], s.refused[r.index()].load(Relaxed)));
+        }
+    }
+    out.counters(
+        "scimitar_client_refusals_total",
+        "Requests or connections refused at the edge before routing, by reason (bad_request, line_too_long, head_too_large, not_implemented, version, tls_on_plaintext, header_timeout, over_capacity, method)",
+        &["listener", "reason"],
+        &refused,
     );
 }
 

@@ -21,6 +21,7 @@ fn text(m: &Metrics) -> String {
         cache: None,
         listeners: &[],
         l4: &[],
+        inbound: &[],
     };
     String::from_utf8(m.encode(&live)).unwrap()
 }

@@ -80,6 +80,8 @@ pub struct Ctx {
     /// A specific answer for `fail_to_proxy` (status, detail, Retry-After).
     pub error: Option<ScimError>,
     pub body_bytes: u64,
+    /// The client's body has all arrived (a retry's replay of it is not timed again).
+    pub body_done: bool,
     /// The affinity key hash, when the route has an affinity policy.
     pub affinity_key: Option<u64>,
     /// The pool slot this request holds (overload protection); freed when the request ends.
@@ -188,6 +190,7 @@ impl ProxyHttp for Scimitar {
             attempts: 0,
             error: None,
             body_bytes: 0,
+            body_done: false,
             affinity_key: None,
             permit: None,
             rate_headers: None,
@@ -213,7 +216,8 @@ impl ProxyHttp for Scimitar {
         let req = session.req_header();
         let method = Method::parse(req.method.as_str());
         let raw = req.uri.path();
-        if needs_normalizing(raw) {
+        // An absolute-form target (checked against Host at the edge) goes upstream in origin-form.
+        if needs_normalizing(raw) || req.raw_path().first() != Some(&b'/') {
             ctx.norm_path = Some(normalize(raw));
         }
         let id = req
@@ -331,12 +335,23 @@ impl ProxyHttp for Scimitar {
 
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
         let rt = &*ctx.rt;
+        // `client.body_timeout` is for the whole body: Pingora times each read, so a client
+        // sending a byte a second would never trip it. The next read gets what is left.
+        if end_of_stream {
+            ctx.body_done = true;
+        } else if !ctx.body_done {
+            let Some(left) = rt.client.body_timeout.checked_sub(ctx.start.elapsed()) else {
+                ctx.error = Some(ScimError::new(408, "the request body did not arrive in time"));
+                return Error::e_explain(ErrorType::HTTPStatus(408), "client body timeout");
+            };
+            session.set_read_timeout(Some(left));
+        }
         let max = match (rt.route(ctx), ctx.route) {
             (Some(r), Some(m)) => r.max_body_for(m.view.class),
             _ => u64::MAX,
@@ -422,6 +437,15 @@ impl ProxyHttp for Scimitar {
                     .parse()
                     .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "normalised path", e))?,
             );
+        }
+        // Equal duplicates (`5` twice, or `5, 5`) passed the edge; the upstream gets one.
+        let mut lengths = up.headers.get_all(http::header::CONTENT_LENGTH).iter();
+        if let (Some(first), second) = (lengths.next(), lengths.next()) {
+            if second.is_some() || first.as_bytes().contains(&b',') {
+                let one = policy::single_length(first.as_bytes())
+                    .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "Content-Length"))?;
+                up.insert_header(http::header::CONTENT_LENGTH, one)?;
+            }
         }
         let mut add = Additions::default();
         if let Some(ip) = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()) {

@@ -62,6 +62,12 @@ pub fn may_have_reached_upstream(attempts: usize, etype: &ErrorType) -> bool {
     attempts > 0 && !is_connect_failure(etype) && !matches!(etype, ErrorType::HTTPStatus(_))
 }
 
+/// The one length in a `Content-Length` list the edge already checked to be equal (`5, 5`).
+pub fn single_length(v: &[u8]) -> Option<u64> {
+    let first = v.split(|&b| b == b',').next()?;
+    std::str::from_utf8(first).ok()?.trim().parse().ok()
+}
+
 /// The status the client gets for a proxying error; 0 means the client is gone.
 pub fn status_for(etype: &ErrorType, source: &ErrorSource) -> u16 {
     use ErrorType::*;
@@ -71,7 +77,9 @@ pub fn status_for(etype: &ErrorType, source: &ErrorSource) -> u16 {
         _ => match source {
             ErrorSource::Upstream => 502,
             ErrorSource::Downstream => match etype {
-                WriteError | ReadError | ConnectionClosed => 0,
+                // The body stopped arriving (`client.body_timeout`): nginx's 408.
+                ReadTimedout => 408,
+                WriteError | ReadError | ConnectionClosed | WriteTimedout => 0,
                 _ => 400,
             },
             ErrorSource::Internal | ErrorSource::Unset => 500,
@@ -207,6 +215,12 @@ mod tests {
         assert_eq!(status_for(&ConnectRefused, &Upstream), 502);
         assert_eq!(status_for(&ConnectTimedout, &Upstream), 504);
         assert_eq!(status_for(&ReadTimedout, &Upstream), 504);
+        assert_eq!(status_for(&ReadTimedout, &Downstream), 408, "a client's body stalled");
+        assert_eq!(
+            status_for(&WriteTimedout, &Downstream),
+            0,
+            "a client that stopped reading is gone"
+        );
         assert_eq!(status_for(&ConnectionClosed, &Upstream), 502);
         assert_eq!(status_for(&HTTPStatus(413), &Internal), 413);
         assert_eq!(status_for(&ConnectionClosed, &Downstream), 0);

@@ -62,6 +62,23 @@ fn is_dotdot(seg: &str) -> bool {
     }
 }
 
+/// True when `..` segments (also percent-encoded) climb above the root: nginx answers 400,
+/// and so does the edge, rather than guessing which resource was meant.
+pub fn escapes_root(path: &str) -> bool {
+    let mut depth = 0usize;
+    for s in path.split('/') {
+        if is_dotdot(s) {
+            let Some(d) = depth.checked_sub(1) else {
+                return true;
+            };
+            depth = d;
+        } else if !s.is_empty() && !is_dot(s) {
+            depth += 1;
+        }
+    }
+    false
+}
+
 /// Resolves `//`, `.` and `..` (RFC 3986 §5.2.4); `..` at the root stays at the root rather
 /// than escaping it. A trailing slash is kept as the client sent it.
 pub fn normalize(path: &str) -> String {
@@ -184,6 +201,10 @@ mod tests {
         assert_eq!(normalize("/scim/v2/Users/%2e%2e/Groups"), "/scim/v2/Groups");
         assert_eq!(normalize("/scim/v2/Users/.."), "/scim/v2/");
         assert_eq!(normalize(""), "/");
+        assert!(escapes_root("/../etc"));
+        assert!(escapes_root("/scim/%2e%2e/%2E%2E/.."));
+        assert!(!escapes_root("/scim/v2/Users/../Groups"));
+        assert!(!escapes_root("/scim/./v2/..//x"));
         assert!(needs_normalizing("/a//b"));
         assert!(needs_normalizing("/a/./b"));
         assert!(needs_normalizing("/a/%2E%2E/b"));

@@ -10,6 +10,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod recorder;
 pub mod tcp;
 pub mod tls;
 pub mod upstream;

@@ -1,0 +1,495 @@
+//! Hostile and malformed requests against a real listener, one table row per case: the status
+//! (or a silent close), whether anything reached the upstream, and exactly what did. Rows marked
+//! "Pingora" pin a decision Pingora 0.9.1 makes on its own, so an upgrade that changes it fails
+//! here first.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use common::recorder::{Recorded, Recorder};
+use common::*;
+
+/// What the client gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// This status, with a SCIM error body when it is 4xx/5xx.
+    Status(u16),
+    /// Closed without a byte.
+    Closed,
+}
+
+/// What the upstream gets.
+enum Upstream {
+    Nothing,
+    /// One request; the check sees exactly what arrived.
+    One(fn(&Recorded)),
+}
+
+struct Row {
+    name: &'static str,
+    request: Vec<u8>,
+    answer: Answer,
+    upstream: Upstream,
+}
+
+fn row(name: &'static str, request: impl AsRef<[u8]>, answer: Answer, upstream: Upstream) -> Row {
+    Row {
+        name,
+        request: request.as_ref().to_vec(),
+        answer,
+        upstream,
+    }
+}
+
+/// Sends raw bytes, half-closes nothing, and reads whatever comes back until the proxy closes.
+fn exchange_raw(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    // A refusal may come before the whole request is written; that is fine.
+    let _ = s.write_all(bytes);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) => {
+                assert!(
+                    matches!(e.kind(), std::io::ErrorKind::ConnectionReset),
+                    "no answer and no close within 10 s ({e}); got {:?}",
+                    String::from_utf8_lossy(&out)
+                );
+                break;
+            }
+        }
+    }
+    out
+}
+
+fn parse(raw: &[u8]) -> Option<Response> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next()?;
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next()?.to_string();
+    let status = parts.next()?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Some(Response {
+        version,
+        status,
+        headers,
+        body: raw[end + 4..].to_vec(),
+    })
+}
+
+const H: &str = "Host: scim.test\r\nConnection: close\r\n";
+
+fn get(target: &str) -> String {
+    format!("GET {target} HTTP/1.1\r\n{H}\r\n")
+}
+
+fn post(headers: &str, body: &str) -> String {
+    format!("POST /scim/v2/Users HTTP/1.1\r\n{H}Content-Type: application/scim+json\r\n{headers}\r\n{body}")
+}
+
+fn rows() -> Vec<Row> {
+    use Answer::*;
+    use Upstream::*;
+    let long_target = format!("/scim/v2/Users?filter={}", "a".repeat(9 << 10));
+    let big_header = format!(
+        "GET /scim/v2/Users HTTP/1.1\r\n{H}X-Big: {}\r\n\r\n",
+        "b".repeat(70 << 10)
+    );
+    let many_headers = format!(
+        "GET /scim/v2/Users HTTP/1.1\r\n{H}{}\r\n",
+        (0..300).map(|i| format!("X-H{i}: v\r\n")).collect::<String>()
+    );
+    let mut client_hello = vec![0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03];
+    client_hello.extend_from_slice(&[0x5a; 64]);
+    let garbage: Vec<u8> = (0..200u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    vec![
+        row(
+            "baseline",
+            get("/scim/v2/Users"),
+            Status(200),
+            One(|r| {
+                assert_eq!(r.request_line(), "GET /scim/v2/Users HTTP/1.1");
+                assert!(r.body.is_empty());
+            }),
+        ),
+        // Framing: the smuggling patterns.
+        row(
+            "CL and TE together",
+            post("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", "0\r\n\r\n"),
+            Status(400),
+            Nothing,
+        ),
+        row(
+            "two different Content-Lengths",
+            post("Content-Length: 2\r\nContent-Length: 3\r\n", "{}x"),
+            Status(400),
+            Nothing,
+        ),
+        row(
+            "equal duplicate Content-Lengths",
+            post("Content-Length: 2\r\nContent-Length: 2\r\n", "{}"),
+            Status(200),
+            One(|r| {
+                assert_eq!(r.header_values("content-length"), ["2"], "forwarded once");
+                assert_eq!(r.body, b"{}");
+            }),
+        ),
+        row(
+            "Content-Length list `2, 2`",
+            post("Content-Length: 2, 2\r\n", "{}"),
+            Status(200),
+            One(|r| {
+                assert_eq!(r.header_values("content-length"), ["2"]);
+                assert_eq!(r.body, b"{}");
+            }),
+        ),
+        row(
+            "Content-Length `+2`",
+            post("Content-Length: +2\r\n", "{}"),
+            Status(400),
+            Nothing,
+        ),
+        row(
+            "Content-Length hex",
+            post("Content-Length: 0x2\r\n", "{}"),
+            Status(400),
+            Nothing,
+        ),
+        row(
+            "lone chunked",
+            post("Transfer-Encoding: chunked\r\n", "2\r\n{}\r\n0\r\n\r\n"),
+            Status(200),
+            One(|r| {
+                assert!(r.chunked, "re-framed chunked, no Content-Length invented");
+                assert!(r.header_values("content-length").is_empty());
+                assert_eq!(r.body, b"{}");
+            }),
+        ),
+        row(
+            "TE `gzip, chunked`",
+            post("Transfer-Encoding: gzip, chunked\r\n", "2\r\n{}\r\n0\r\n\r\n"),
+            Status(501),
+            Nothing,
+        ),
+        row(
+            "TE chunked on two lines",
+            post(
+                "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+                "0\r\n\r\n",
+            ),
+            Status(501),
+            Nothing,
+        ),
+        row(
+            "TE `chunked, identity`",
+            post("Transfer-Encoding: chunked, identity\r\n", "0\r\n\r\n"),
+            Status(501),
+            Nothing,
+        ),
+        row(
+            "TE `xchunked`",
+            post("Transfer-Encoding: xchunked\r\n", "0\r\n\r\n"),
+            Status(501),
+            Nothing,
+        ),
+        row(
+            "TE with a space before the colon",
+            post("Transfer-Encoding : chunked\r\n", "0\r\n\r\n"),
+            Status(400),
+            Nothing,
+        ),
+        row(
+            "HTTP/1.0 with TE",
+            "POST /scim/v2/Users HTTP/1.0\r\nHost: scim.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            Status(400),
+            Nothing,
+        ),
+        row(
+            "chunk size over 16 hex digits (Pingora)",
+            post("Transfer-Encoding: chunked\r\n", "10000000000000000\r\n{}\r\n0\r\n\r\n"),
+            Status(400),
+            Nothing,
+        ),
+        // Header syntax.
+        row(
+            "obs-fold",
+            format!("GET /scim/v2/Users HTTP/1.1\r\n{H}X-A: a\r\n b\r\n\r\n"),
+            Status(400),
+            Nothing,
+        ),
+        row(
+            "space before colon",
+            format!("GET /scim/v2/Users HTTP/1.1\r\n{H}X-A : a\r\n\r\n"),
+            Status(400),
+            Nothing,
+        ),
+        row(
+            "bare LF line ends (accepted, forwarded with CRLF)",
+            "GET /scim/v2/Users HTTP/1.1\nHost: scim.test\nConnection: close\n\n",
+            Status(200),
+            One(|r| assert_eq!(r.request_line(), "GET /scim/v2/Users HTTP/1.1")),
+        ),
+        row(
+            "NUL in a header value",
+            format!("GET /scim/v2/Users HTTP/1.1\r\n{H}X-A: a\0b\r\n\r\n"),
+            Status(400),
+            Nothing,
+        ),
+        row(
+            "control byte in a header value",
+            format!("GET /scim/v2/Users HTTP/1.1\r\n{H}X-A: a\x07b\r\n\r\n"),
+            Status(400),
+            Nothing,
+        ),
+        row(
+            "bare CR in a header value",
+            format!("GET /scim/v2/Users HTTP/1.1\r\n{H}X-A: a\rb\r\n\r\n"),
+            Status(400),
+            Nothing,
+        ),
+        row(
+            "no Host on HTTP/1.1",
+            "GET /scim/v2/Users HTTP/1.1\r\nConnection: close\r\n\r\n",
+            Status(400),
+            Nothing,
+        ),
+        row(
+            "two Hosts",
+            format!("GET /scim/v2/Users HTTP/1.1\r\nHost: a.test\r\n{H}\r\n"),
+            Status(400),
+            Nothing,
+        ),
+        row(
+            "HTTP/1.0 without Host (allowed)",
+            "GET /scim/v2/Users HTTP/1.0\r\n\r\n",
+            Status(200),
+            One(|r| {
+                assert_eq!(r.request_line(), "GET /scim/v2/Users HTTP/1.1", "upstream speaks 1.1");
+                assert_eq!(r.header_values("host").len(), 1, "the proxy names the server");
+            }),
+        ),
+        // The request target.
+        row(
+            "NUL in the target",
+            b"GET /scim/v2/Us\0ers HTTP/1.1\r\nHost: scim.test\r\n\r\n",
+            Status(400),
+            Nothing,
+        ),
+        row(
+            "control byte in the target",
+            b"GET /scim/v2/Us\x01ers HTTP/1.1\r\nHost: scim.test\r\n\r\n",
+            Status(400),
+            Nothing,
+        ),
+        row(
+            "space in the target",
+            format!("GET /scim/v2/Us ers HTTP/1.1\r\n{H}\r\n"),
+            Status(400),
+            Nothing,
+        ),
+        row("target without a leading /", get("scim/v2/Users"), Status(400), Nothing),
+        row(
+            "absolute-form naming another host",
+            get("http://evil.test/scim/v2/Users"),
+            Status(400),
+            Nothing,
+        ),
+        row(
+            "absolute-form naming the Host",
+            get("http://scim.test/scim/v2/Users"),
+            Status(200),
+            One(|r| {
+                assert_eq!(r.request_line(), "GET /scim/v2/Users HTTP/1.1", "origin-form upstream");
+            }),
+        ),
+        row("`*` outside OPTIONS", get("*"), Status(400), Nothing),
+        row("request line over 8 KiB", get(&long_target), Status(414), Nothing),
+        row("head over 64 KiB", big_header, Status(431), Nothing),
+        row("300 header fields", many_headers, Status(431), Nothing),
+        row(
+            "`..` inside the base path is resolved",
+            get("/scim/v2/Groups/../Users"),
+            Status(200),
+            One(|r| {
+                assert_eq!(r.request_line(), "GET /scim/v2/Users HTTP/1.1");
+            }),
+        ),
+        row(
+            "`%2e%2e` is resolved like `..`",
+            get("/scim/v2/Groups/%2e%2E/Users"),
+            Status(200),
+            One(|r| {
+                assert_eq!(r.request_line(), "GET /scim/v2/Users HTTP/1.1");
+            }),
+        ),
+        row(
+            "`..` out of the base path finds no route",
+            get("/scim/v2/../../admin/Users"),
+            Status(404),
+            Nothing,
+        ),
+        row(
+            "`..` above the root",
+            get("/scim/v2/../../../etc/passwd"),
+            Status(400),
+            Nothing,
+        ),
+        row(
+            "`%2f` in the path",
+            get("/scim/v2/Users/a%2f..%2f..%2fx"),
+            Status(400),
+            Nothing,
+        ),
+        row(
+            "`%5C` in the path",
+            get("/scim/v2/Users/a%5C..%5Cx"),
+            Status(400),
+            Nothing,
+        ),
+        row(
+            "backslash in the path",
+            get("/scim/v2/Users/a\\..\\x"),
+            Status(400),
+            Nothing,
+        ),
+        row(
+            "invalid percent-encoding",
+            get("/scim/v2/Users/%zz"),
+            Status(400),
+            Nothing,
+        ),
+        row(
+            "truncated percent-encoding",
+            get("/scim/v2/Users/a%4"),
+            Status(400),
+            Nothing,
+        ),
+        row(
+            "raw quote in the query",
+            get("/scim/v2/Users?filter=userName eq \"x\""),
+            Status(400),
+            Nothing,
+        ),
+        row(
+            "fragment is not forwarded (Pingora)",
+            get("/scim/v2/Users#frag"),
+            Status(200),
+            One(|r| {
+                assert_eq!(r.request_line(), "GET /scim/v2/Users HTTP/1.1");
+            }),
+        ),
+        // Not HTTP/1.x at all.
+        row("HTTP/0.9", "GET /scim/v2/Users\r\n\r\n", Status(505), Nothing),
+        row(
+            "HTTP/1.2",
+            format!("GET /scim/v2/Users HTTP/1.2\r\n{H}\r\n"),
+            Status(505),
+            Nothing,
+        ),
+        row(
+            "HTTP/2 preface on an HTTP/1 listener",
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            Status(505),
+            Nothing,
+        ),
+        row("TLS ClientHello on plaintext", client_hello, Status(400), Nothing),
+        row("random bytes", garbage, Status(400), Nothing),
+        row(
+            "CONNECT",
+            format!("CONNECT scim.test:443 HTTP/1.1\r\n{H}\r\n"),
+            Status(405),
+            Nothing,
+        ),
+        // Pingora: a request pipelined behind the first is never parsed (pipelining is off).
+        row(
+            "pipelined second request (Pingora: dropped)",
+            format!(
+                "{}GET /scim/v2/Groups HTTP/1.1\r\n{H}\r\n",
+                get("/scim/v2/Users").replace("Connection: close\r\n", "")
+            ),
+            Status(200),
+            One(|r| assert_eq!(r.request_line(), "GET /scim/v2/Users HTTP/1.1")),
+        ),
+        row("silence", "", Closed, Nothing),
+    ]
+}
+
+#[test]
+fn every_hostile_request_gets_its_status_and_the_upstream_exactly_what_it_should() {
+    let rec = Recorder::start();
+    let px = Proxy::start_with_listeners(
+        "",
+        &format!(
+            "client:\n  header_timeout: 2s\nupstreams:\n{}routes:\n  - base_path: /scim/v2\n    upstream: r\n",
+            pool_yaml("r", &[rec.addr], "")
+        ),
+    );
+    let mut failures = Vec::new();
+    for r in rows() {
+        let before = rec.count();
+        let raw = exchange_raw(px.addr, &r.request);
+        let got = parse(&raw);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            match (r.answer, &got) {
+                (Answer::Closed, None) => assert!(raw.is_empty(), "bytes without a head: {raw:?}"),
+                (Answer::Closed, Some(resp)) => panic!("expected a silent close, got {}", resp.status),
+                (Answer::Status(_), None) => panic!("expected an answer, got {:?}", String::from_utf8_lossy(&raw)),
+                (Answer::Status(s), Some(resp)) if s >= 400 => {
+                    resp.assert_scim_error(s);
+                    assert_eq!(resp.header("connection"), Some("close"), "a refusal closes");
+                }
+                (Answer::Status(s), Some(resp)) => assert_eq!(resp.status, s, "{}", resp.text()),
+            }
+            let seen = rec.since(before);
+            match &r.upstream {
+                Upstream::Nothing => assert!(seen.is_empty(), "reached the upstream: {seen:?}"),
+                Upstream::One(check) => {
+                    assert_eq!(seen.len(), 1, "exactly one request upstream: {seen:?}");
+                    check(&seen[0]);
+                }
+            }
+        }));
+        if let Err(e) = outcome {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            failures.push(format!("{}: {msg}", r.name));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} rows failed:\n{}\n--- proxy log:\n{}",
+        failures.len(),
+        failures.join("\n"),
+        px.log()
+    );
+    // Refusals are counted per listener and reason.
+    let m = px.metrics();
+    let refused = |reason: &str| {
+        m.get(&format!(
+            r#"scimitar_client_refusals_total{{listener="main",reason="{reason}"}}"#
+        ))
+        .copied()
+        .unwrap_or(0.0)
+    };
+    assert!(refused("bad_request") >= 20.0, "{m:?}");
+    assert_eq!(refused("not_implemented"), 4.0);
+    assert_eq!(refused("line_too_long"), 1.0);
+    assert_eq!(refused("head_too_large"), 2.0);
+}
