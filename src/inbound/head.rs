@@ -394,3 +394,170 @@ fn digits(v: &[u8]) -> Option<u64> {
     }
     std::str::from_utf8(v).ok()?.parse().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const L: Limits = Limits {
+        max_line: 8192,
+        max_head: 65536,
+        plaintext: true,
+    };
+
+    fn verdict(bytes: &[u8]) -> Verdict {
+        inspect(bytes, 0, &L)
+    }
+
+    fn reason(bytes: &[u8]) -> Option<Reason> {
+        match verdict(bytes) {
+            Verdict::Refuse(r) => Some(r.reason),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_plain_request_is_complete_and_its_prefixes_partial() {
+        let req = b"GET /scim/v2/Users HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(verdict(req), Verdict::Complete);
+        for n in 0..req.len() {
+            assert_eq!(verdict(&req[..n]), Verdict::Partial, "{n} bytes");
+        }
+        assert_eq!(verdict(b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"), Verdict::Complete);
+    }
+
+    #[test]
+    fn each_framing_ambiguity_has_its_status() {
+        let head = |h: &str| format!("POST /Users HTTP/1.1\r\nHost: a\r\n{h}\r\n");
+        let r = |h: &str| reason(head(h).as_bytes());
+        assert_eq!(
+            r("Content-Length: 1\r\nTransfer-Encoding: chunked\r\n"),
+            Some(Reason::BadRequest)
+        );
+        assert_eq!(
+            r("Content-Length: 1\r\nContent-Length: 2\r\n"),
+            Some(Reason::BadRequest)
+        );
+        assert_eq!(r("Content-Length: 1, 2\r\n"), Some(Reason::BadRequest));
+        assert_eq!(r("Content-Length: 2\r\nContent-Length: 2\r\n"), None);
+        assert_eq!(r("Content-Length: -1\r\n"), Some(Reason::BadRequest));
+        assert_eq!(
+            r("Content-Length: 99999999999999999999999\r\n"),
+            Some(Reason::BadRequest)
+        );
+        assert_eq!(
+            r("Transfer-Encoding: Chunked\r\n"),
+            None,
+            "codings are case-insensitive"
+        );
+        assert_eq!(r("Transfer-Encoding: gzip, chunked\r\n"), Some(Reason::NotImplemented));
+        assert_eq!(r("Transfer-Encoding: identity\r\n"), Some(Reason::NotImplemented));
+        assert_eq!(
+            r("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"),
+            Some(Reason::NotImplemented)
+        );
+        let old = b"POST /Users HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(reason(old), Some(Reason::BadRequest));
+    }
+
+    #[test]
+    fn limits_give_414_and_431_before_the_head_is_complete() {
+        let long = format!("GET /{} HTTP/1.1\r\n", "a".repeat(9000));
+        assert_eq!(
+            reason(&long.as_bytes()[..8300]),
+            Some(Reason::LineTooLong),
+            "no line end yet"
+        );
+        let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n", "b".repeat(70_000));
+        assert_eq!(reason(big.as_bytes()), Some(Reason::HeadTooLarge));
+        let many: String = (0..300).map(|i| format!("X{i}: v\r\n")).collect();
+        let many = format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n");
+        assert_eq!(reason(many.as_bytes()), Some(Reason::HeadTooLarge));
+    }
+
+    #[test]
+    fn not_http1_is_named() {
+        assert_eq!(reason(b"GET /x\r\n\r\n"), Some(Reason::Version), "HTTP/0.9");
+        assert_eq!(reason(b"GET /x HTTP/2.0\r\n\r\n"), Some(Reason::Version));
+        assert_eq!(reason(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Some(Reason::Version));
+        assert_eq!(reason(&[0x16, 0x03, 0x01, 0x02, 0x00]), Some(Reason::TlsOnPlaintext));
+        let tls = Limits { plaintext: false, ..L };
+        assert!(matches!(inspect(&[0x16, 0x03, 0x01], 0, &tls), Verdict::Refuse(r) if r.reason == Reason::BadRequest));
+        assert_eq!(
+            reason(b"\x00\x01\x02garbage"),
+            Some(Reason::BadRequest),
+            "refused before any line end"
+        );
+        assert_eq!(
+            reason(b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Some(Reason::Method)
+        );
+    }
+
+    #[test]
+    fn targets_that_could_route_one_way_and_reach_another() {
+        let r = |t: &str| reason(format!("GET {t} HTTP/1.1\r\nHost: a.test\r\n\r\n").as_bytes());
+        assert_eq!(r("/scim/v2/Users/x"), None);
+        assert_eq!(r("/scim/v2/Users/%41bc"), None, "an ordinary escape");
+        assert_eq!(r("/scim/v2/Groups/../Users"), None, "resolved later, inside the root");
+        assert_eq!(r("/scim/../../x"), Some(Reason::BadRequest));
+        assert_eq!(r("/scim/v2/Users/a%2Fb"), Some(Reason::BadRequest));
+        assert_eq!(r("/scim/v2/Users/a%5cb"), Some(Reason::BadRequest));
+        assert_eq!(r("/scim/v2/Users/%g1"), Some(Reason::BadRequest));
+        assert_eq!(r("/scim/v2/Users/%4"), Some(Reason::BadRequest));
+        assert_eq!(r("/scim/v2/Users?filter=a%20eq%20%22b%22"), None);
+        assert_eq!(
+            r("/scim/v2/Users?filter=%zz"),
+            None,
+            "the query is the upstream's to read"
+        );
+        assert_eq!(r("/x?a=\"b\""), Some(Reason::BadRequest));
+        assert_eq!(r("scim/v2/Users"), Some(Reason::BadRequest));
+        assert_eq!(r("http://a.test/scim"), None);
+        assert_eq!(r("HTTP://A.TEST/scim"), None, "scheme and host are case-insensitive");
+        assert_eq!(r("http://b.test/scim"), Some(Reason::BadRequest));
+        assert_eq!(r("http://u@a.test/scim"), Some(Reason::BadRequest));
+        assert_eq!(r("*"), Some(Reason::BadRequest));
+        assert_eq!(reason(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn hosts_and_header_syntax() {
+        assert_eq!(reason(b"GET / HTTP/1.1\r\n\r\n"), Some(Reason::BadRequest), "no Host");
+        assert_eq!(reason(b"GET / HTTP/1.0\r\n\r\n"), None, "1.0 needs none");
+        assert_eq!(
+            reason(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            Some(Reason::BadRequest)
+        );
+        assert_eq!(
+            reason(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n"),
+            Some(Reason::BadRequest)
+        );
+        assert_eq!(reason(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n"), Some(Reason::BadRequest));
+        assert_eq!(
+            reason(b"GET / HTTP/1.1\r\nHost: a\r\nX: \x00\r\n\r\n"),
+            Some(Reason::BadRequest)
+        );
+        assert_eq!(
+            reason(b"GET / HTTP/1.1\nHost: a\n\n"),
+            None,
+            "bare LF is allowed (RFC 9112 §2.2)"
+        );
+    }
+
+    #[test]
+    fn a_dribbled_head_is_parsed_once_per_line_and_ends_the_same() {
+        let req = b"POST /Users HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let mut last = Verdict::Partial;
+        for n in 1..=req.len() {
+            last = inspect(&req[..n], n - 1, &L);
+            if n < req.len() {
+                assert!(
+                    matches!(last, Verdict::Partial),
+                    "{n}: {last:?} before the head is complete"
+                );
+            }
+        }
+        assert!(matches!(last, Verdict::Refuse(r) if r.reason == Reason::BadRequest));
+    }
+}
