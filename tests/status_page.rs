@@ -194,6 +194,18 @@ fn the_status_page_shows_pools_and_moves_with_traffic() {
         "pool names as text"
     );
     assert_eq!(headings["injected"], 0, "a pool name became markup");
+    // The client limits in force and the listener's client connections are shown.
+    let edge = eval_json(
+        &tab,
+        r#"JSON.stringify({limits: document.querySelector('[data-testid="client-limits"]').textContent,
+            open: document.querySelector('[data-testid="listener"] [data-testid="clients-open"]').textContent})"#,
+    );
+    let limits = edge["limits"].as_str().unwrap_or_default();
+    assert!(
+        limits.contains("keep-alive 1m") && limits.contains("head 64.0 KiB"),
+        "{edge}"
+    );
+    assert!(edge["open"].as_str().is_some_and(|o| o.ends_with(" open")), "{edge}");
 
     // Traffic through the proxy moves the numbers the page shows.
     let before: u64 = [0, 1]
