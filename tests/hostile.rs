@@ -224,6 +224,18 @@ fn rows() -> Vec<Row> {
             Status(400),
             Nothing,
         ),
+        row(
+            "empty chunk-size line (Pingora: taken as the last chunk)",
+            post("Transfer-Encoding: chunked\r\n", "\r\n\r\n"),
+            Status(200),
+            One(|r| assert!(r.body.is_empty(), "nothing of the body was made up: {:?}", r.body)),
+        ),
+        row(
+            "chunk extension with a bare LF (Pingora: skipped with the extension)",
+            post("Transfer-Encoding: chunked\r\n", "2;a=b\nc\r\n{}\r\n0\r\n\r\n"),
+            Status(200),
+            One(|r| assert_eq!(r.body, b"{}")),
+        ),
         // Header syntax.
         row(
             "obs-fold",

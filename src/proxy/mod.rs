@@ -213,6 +213,10 @@ impl ProxyHttp for Scimitar {
             respond(session, ctx, &e).await?;
             return Ok(true);
         }
+        if session.is_http2() {
+            // HTTP/1 sessions get it from the listener's gate; an HTTP/2 stream is made by Pingora.
+            session.set_write_timeout(Some(rt.client.send_timeout));
+        }
         let req = session.req_header();
         let method = Method::parse(req.method.as_str());
         let raw = req.uri.path();
