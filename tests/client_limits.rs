@@ -342,3 +342,18 @@ fn over_max_connections_new_clients_get_503_and_existing_ones_keep_working() {
     assert_eq!(st["client_limits"]["keepalive_timeout"], "1m");
     assert_eq!(st["client_limits"]["max_request_head"], 65536);
 }
+
+#[test]
+fn a_connection_serves_keepalive_requests_then_closes() {
+    let rec = Recorder::start();
+    let px = proxy("  keepalive_requests: 3\n", "", rec.addr);
+    let mut s = TcpStream::connect(px.addr).expect("connect");
+    for i in 1..=3 {
+        let r = exchange(&mut s, "a", "GET", "/scim/v2/Users", &[], None, false).expect("served");
+        assert_eq!(r.status, 200);
+        let close = r.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        assert_eq!(close, i == 3, "request {i}: Connection: {:?}", r.header("connection"));
+    }
+    let (rest, _) = until_closed(&mut s, Duration::from_secs(5));
+    assert!(rest.is_empty(), "closed after the third answer");
+}

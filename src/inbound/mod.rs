@@ -136,12 +136,11 @@ impl<A: HttpServerApp + ServerApp + Send + Sync + 'static> Gate<A> {
             if let ServerSession::H1(h1) = &mut session {
                 h1.set_pipelined_prefix(buf);
             }
-            // Any `Some` keeps the connection for the next request (our loop times the wait);
-            // the last allowed request, or a stop, answers with `Connection: close`.
-            if *stop.borrow() || served >= limits.keepalive_requests {
-                session.set_keepalive(None);
-            } else {
-                session.set_keepalive(Some(limits.keepalive_timeout.as_secs().max(1)));
+            // Pingora decides keep-alive from the request once parsed (and turns it off for a
+            // stop); the last request `keepalive_requests` allows answers `Connection: close`.
+            // The idle wait between requests is ours (`read_head`), not Pingora's.
+            if served >= limits.keepalive_requests {
+                session.set_keepalive_reuses_remaining(Some(0));
             }
             session.set_read_timeout(Some(limits.body_timeout));
             session.set_write_timeout(Some(limits.send_timeout));
