@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use client::{http, Response};
-pub use upstream::{Behavior, TestUpstream};
+pub use upstream::{Behavior, BlackHole, TestUpstream};
 
 /// A loopback port for a process a test is about to start, never handed out twice in a run.
 ///
@@ -150,6 +150,9 @@ impl Drop for Reaper {
 pub struct ScimServer {
     pub addr: SocketAddr,
     _child: Reaper,
+    extra: Vec<String>,
+    /// Where `--debug` writes each request's WSGI environment, when recording.
+    record: Option<PathBuf>,
 }
 
 impl ScimServer {
@@ -158,19 +161,83 @@ impl ScimServer {
     }
 
     pub fn start_with(extra: &[&str]) -> Self {
-        let port = free_port();
-        let child = Command::new(venv_bin("scim2-server"))
-            .args(["--hostname", "127.0.0.1", "--port", &port.to_string()])
+        Self::start_full(extra, None)
+    }
+
+    /// A scim2-server that appends every request it starts handling to `log` (`--debug`: the
+    /// WSGI environment, `HTTP_X_REQUEST_ID` included), before any of it is applied. That is
+    /// the upstream's own ledger of what reached it, which survives a kill; [`ledger`] reads it.
+    pub fn start_recording(log: &std::path::Path) -> Self {
+        Self::start_full(&[], Some(log.to_path_buf()))
+    }
+
+    fn start_full(extra: &[&str], record: Option<PathBuf>) -> Self {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let child = Self::spawn(addr, &extra, record.as_deref());
+        ScimServer {
+            addr,
+            _child: child,
+            extra,
+            record,
+        }
+    }
+
+    fn spawn(addr: SocketAddr, extra: &[String], record: Option<&std::path::Path>) -> Reaper {
+        let mut cmd = Command::new(venv_bin("scim2-server"));
+        cmd.args(["--hostname", "127.0.0.1", "--port", &addr.port().to_string()])
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn scim2-server");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let child = Reaper(child);
+            .stderr(Stdio::null());
+        if let Some(log) = record {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .expect("scim2-server request log");
+            // The environment is logged with every request: keep it to what Python needs.
+            cmd.arg("--debug")
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .stderr(file);
+        }
+        let child = Reaper(cmd.spawn().expect("spawn scim2-server"));
         wait_for_port(addr, Duration::from_secs(20));
-        ScimServer { addr, _child: child }
+        child
     }
+
+    /// Sends a signal by name (`STOP`, `CONT`, …).
+    pub fn signal(&self, sig: &str) {
+        self._child.signal(sig);
+    }
+
+    /// SIGKILL, as a crash would: the in-memory data is gone and the port refuses connections.
+    pub fn kill(&mut self) {
+        let _ = self._child.0.kill();
+        let _ = self._child.0.wait();
+    }
+
+    /// A fresh, empty scim2-server on the same port (its socketserver sets SO_REUSEADDR, so
+    /// the old connections in TIME_WAIT do not block the bind); a recording one appends to the
+    /// same log.
+    pub fn restart(&mut self) {
+        self.kill();
+        self._child = Self::spawn(self.addr, &self.extra, self.record.as_deref());
+    }
+}
+
+/// The `X-Request-Id`s of the requests a recording [`ScimServer`] started handling, in order,
+/// one entry per time a request reached it.
+pub fn ledger(log: &std::path::Path) -> Vec<String> {
+    const KEY: &str = "'HTTP_X_REQUEST_ID': '";
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let rest = &l[l.find(KEY)? + KEY.len()..];
+            Some(rest[..rest.find('\'')?].to_string())
+        })
+        .collect()
 }
 
 /// A real redis-server on a fresh port, without persistence. `kill` and `restart` (same port)
@@ -198,6 +265,17 @@ impl RedisServer {
 
     pub fn kill(&mut self) {
         drop(self.child.take());
+    }
+
+    /// Stops the process with SIGSTOP until the guard drops (SIGCONT): its port still accepts
+    /// connections (the kernel completes the handshakes) but nothing is ever answered — a
+    /// stall, unlike [`RedisServer::kill`]'s refusal. Drop the guard before the server (declare
+    /// it after): a stopped process still dies on SIGKILL, so cleanup holds either way.
+    pub fn stall(&self) -> Stalled {
+        let pid = self.child.as_ref().expect("redis-server is running").pid();
+        let stalled = Stalled(pid);
+        stalled.send("STOP");
+        stalled
     }
 
     pub fn restart(&mut self) {
@@ -229,6 +307,25 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A process stopped by SIGSTOP; continued on drop, also when a test fails.
+pub struct Stalled(u32);
+
+impl Stalled {
+    fn send(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args(["-s", sig, &self.0.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -s {sig} {}", self.0);
+    }
+}
+
+impl Drop for Stalled {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-s", "CONT", &self.0.to_string()]).status();
     }
 }
 

@@ -235,3 +235,56 @@ fn echo(name: &str, method: &str, target: &str, headers: &[(String, String)]) ->
         .collect();
     serde_json::json!({"server": name, "method": method, "target": target, "headers": h}).to_string()
 }
+
+/// An upstream that accepts connections and never answers: every accepted socket is kept open
+/// (and never read), so the proxy sees neither a refusal nor a close — only silence, the way a
+/// hung process or a firewall that drops replies looks. Counts the connections it accepted.
+pub struct BlackHole {
+    pub addr: SocketAddr,
+    pub accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Vec<TcpStream>>>,
+}
+
+impl BlackHole {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind black hole");
+        let addr = listener.local_addr().expect("addr");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, s) = (accepted.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !s.load(SeqCst) {
+                match listener.accept() {
+                    Ok((c, _)) => {
+                        a.fetch_add(1, SeqCst);
+                        held.push(c);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            held
+        });
+        BlackHole {
+            addr,
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(SeqCst)
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.stop.store(true, SeqCst);
+        if let Some(t) = self.thread.take() {
+            drop(t.join());
+        }
+    }
+}
