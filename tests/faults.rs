@@ -1,5 +1,6 @@
 //! Faults survived (issue 10): replicas killed and restarted under identity-provider load with
-//! every answer accounted for and no user duplicated.
+//! every answer accounted for and no user duplicated, and a black-hole and a slow upstream
+//! answered with SCIM 504s in time and ejected.
 
 mod common;
 
@@ -628,4 +629,138 @@ fn replicas_killed_and_restarted_under_idp_load_leave_every_request_answered_and
     // Kept when the test fails: the ledgers say what reached each replica.
     drop(replicas);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. A black-hole upstream and a slow one beside a healthy scim2-server.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_black_hole_and_a_slow_upstream_get_scim_504s_in_time_and_are_ejected_while_the_healthy_one_serves() {
+    let _serial = serial();
+    const READ: Duration = Duration::from_secs(1);
+    // Generous on a loaded two-core machine; still far below "hung".
+    const MARGIN: Duration = Duration::from_secs(3);
+    let hole = BlackHole::start();
+    let slow = TestUpstream::start("slow", Behavior::Stall(READ * 6));
+    let good = ScimServer::start();
+    let servers = [hole.addr, slow.addr, good.addr];
+    // No active health check: ejection here can only be passive.
+    let pool = |passive: &str| {
+        pool_yaml(
+            "p",
+            &servers,
+            &format!("    selection: round_robin\n    timeouts: {{connect: 1s, read: 1s}}\n    passive: {passive}\n    retries: 2\n"),
+        )
+    };
+    let routes = "routes:\n  - base_path: /v2\n    upstream: p\n";
+    let px = Proxy::start(&format!(
+        "upstreams:\n{}{routes}",
+        pool("{max_fails: 2, eject_for: 60s}")
+    ));
+
+    // Six creates at once: round robin gives each server two. Creates are never replayed, so
+    // the four that reach the black hole or the slow server must come back as SCIM 504s.
+    let addr = px.addr;
+    let creates: Vec<_> = (0..6)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let (r, elapsed) = timed(addr, "POST", "/v2/Users", &[], Some(&user_body(&format!("bh-{i}"))));
+                (r.expect("an answer to every create"), elapsed)
+            })
+        })
+        .collect();
+    let creates: Vec<(Response, Duration)> = creates.into_iter().map(|t| t.join().expect("create thread")).collect();
+    let ok: Vec<&(Response, Duration)> = creates.iter().filter(|(r, _)| r.status == 201).collect();
+    let timed_out: Vec<&(Response, Duration)> = creates.iter().filter(|(r, _)| r.status == 504).collect();
+    println!(
+        "six creates: {:?}",
+        creates.iter().map(|(r, d)| (r.status, *d)).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        (ok.len(), timed_out.len()),
+        (2, 4),
+        "two created on the healthy server, four timed out"
+    );
+    for (r, elapsed) in &timed_out {
+        let detail = r.assert_scim_error(504);
+        assert!(detail.contains("in time"), "{detail}");
+        assert!(
+            *elapsed >= READ - Duration::from_millis(50) && *elapsed < READ + MARGIN,
+            "a 504 comes after the read timeout ({READ:?}), not much later: {elapsed:?}"
+        );
+    }
+    // The healthy server's creates were not held up by the stuck ones beside them.
+    let slowest_ok = ok.iter().map(|(_, d)| *d).max().unwrap_or_default();
+    let fastest_504 = timed_out.iter().map(|(_, d)| *d).min().unwrap_or_default();
+    assert!(
+        slowest_ok < READ && slowest_ok < fastest_504,
+        "creates on the healthy server answered while the others waited: {slowest_ok:?} vs {fastest_504:?}"
+    );
+    assert_eq!(hole.accepted(), 2, "the black hole got two connections");
+    assert_eq!(slow.hits(), 2, "the slow server got two requests");
+
+    // Two timeouts in a row each: both are out for eject_for, the healthy one is not.
+    let s = px.status();
+    let server = |i: usize| s["pools"][0]["servers"][i].clone();
+    for (i, name) in [(0, "black hole"), (1, "slow server")] {
+        assert_eq!(server(i)["ejections"], 1, "{name} ejected: {}", server(i));
+        assert!(
+            server(i)["ejected_ms"].as_u64().unwrap_or(0) > 50_000,
+            "{name} out for eject_for: {}",
+            server(i)
+        );
+    }
+    assert_eq!(server(2)["ejections"], 0, "{}", server(2));
+    assert!(px.log().contains("ejected for 60s after 2 consecutive failures"));
+
+    // From now on every request goes to the healthy server, quickly, whatever the method.
+    let id = ok[0].0.json()["id"].as_str().expect("created id").to_string();
+    let rs: Vec<_> = (0..4)
+        .map(|t| {
+            let id = id.clone();
+            std::thread::spawn(move || {
+                (0..3)
+                    .map(|k| {
+                        let (method, target, body) = match k {
+                            0 => ("GET", "/v2/Users".to_string(), None),
+                            1 => ("GET", format!("/v2/Users/{id}"), None),
+                            _ => ("POST", "/v2/Users".to_string(), Some(user_body(&format!("after-{t}")))),
+                        };
+                        let (r, elapsed) = timed(addr, method, &target, &[], body.as_deref());
+                        let r = r.expect("an answer");
+                        (method, r.status, elapsed)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let rs: Vec<(&str, u16, Duration)> = rs.into_iter().flat_map(|t| t.join().expect("thread")).collect();
+    for (method, status, elapsed) in &rs {
+        assert!(
+            matches!(status, 200 | 201) && *elapsed < READ,
+            "{method} after the ejections: {status} in {elapsed:?} (all: {rs:?})"
+        );
+    }
+    assert_eq!(hole.accepted(), 2, "nothing more reached the black hole");
+    assert_eq!(slow.hits(), 2, "nothing more reached the slow server");
+
+    // Without ejection, a read (replay-safe) that meets the black hole or the slow server is
+    // answered by the healthy one after the read timeout(s) instead of failing — and pays for
+    // them every time.
+    let px = Proxy::start(&format!("upstreams:\n{}{routes}", pool("{max_fails: 0}")));
+    let before = (hole.accepted(), slow.hits());
+    for _ in 0..2 {
+        let (r, elapsed) = timed(px.addr, "GET", "/v2/Users", &[], None);
+        let r = r.expect("an answer to the read");
+        assert_eq!(r.status, 200, "a read is retried onto the healthy server: {}", r.text());
+        assert!(
+            elapsed < READ * 2 + MARGIN,
+            "at most two read timeouts before the healthy server: {elapsed:?}"
+        );
+    }
+    assert!(
+        hole.accepted() > before.0 && slow.hits() > before.1,
+        "the reads did meet the black hole and the slow server first"
+    );
 }
