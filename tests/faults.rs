@@ -1,6 +1,7 @@
 //! Faults survived (issue 10): replicas killed and restarted under identity-provider load with
-//! every answer accounted for and no user duplicated, and a black-hole and a slow upstream
-//! answered with SCIM 504s in time and ejected.
+//! every answer accounted for and no user duplicated, a black-hole and a slow upstream answered
+//! with SCIM 504s in time and ejected, and a stalled (not refused) Redis costing each request at
+//! most its configured timeout.
 
 mod common;
 
@@ -762,5 +763,120 @@ fn a_black_hole_and_a_slow_upstream_get_scim_504s_in_time_and_are_ejected_while_
     assert!(
         hole.accepted() > before.0 && slow.hits() > before.1,
         "the reads did meet the black hole and the slow server first"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. A Redis that stalls instead of refusing.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_stalled_redis_costs_each_request_at_most_its_timeout_and_local_limits_take_over() {
+    let _serial = serial();
+    // Two policies on the route, each a Redis decision: the bound is one timeout per request
+    // (the first timeout puts Redis in backoff for the second), so the margin stays below a
+    // second timeout.
+    const TIMEOUT: Duration = Duration::from_millis(600);
+    const MARGIN: Duration = Duration::from_millis(400);
+    // 20/s with a burst of 10 per tenant: low enough that the local fallback visibly limits.
+    const RATE: f64 = 20.0;
+    const BURST: f64 = 10.0;
+    let redis = RedisServer::start();
+    let up = TestUpstream::start("u", Behavior::Echo);
+    let px = Proxy::start(&format!(
+        "upstreams:\n{}routes:\n  - base_path: /{{tenant}}/scim/v2\n    upstream: p\n    rate_limits: [per-tenant, per-ip]\nrate_limits:\n  store: redis\n  policies:\n    per-tenant: {{key: [tenant], rate: 20/s, burst: 10}}\n    per-ip: {{key: [client_ip], rate: 1000/s, burst: 1000}}\nredis: {{url: \"{}\", timeout: 600ms, backoff: 500ms}}\n",
+        pool_yaml("p", &[up.addr], ""),
+        redis.url()
+    ));
+    let redis_stats = || px.status()["rate_limits"]["redis"].clone();
+    let count = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or(0);
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            px.get("/acme/scim/v2/Users");
+            count(&redis_stats(), "shared_decisions") > 0
+        }),
+        "shared limits in use before the stall: {}",
+        redis_stats()
+    );
+
+    // SIGSTOP: the connection stays open and connects still succeed, but nothing answers.
+    let stalled = redis.stall();
+    let before = redis_stats();
+    let addr = px.addr;
+    let t0 = Instant::now();
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut out = Vec::new();
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_millis(2500) && out.len() < 5_000 {
+                    let (r, elapsed) = timed(addr, "GET", "/acme/scim/v2/Users", &[], None);
+                    out.push((r.expect("an answer while Redis is stalled"), elapsed));
+                }
+                out
+            })
+        })
+        .collect();
+    let answers: Vec<(Response, Duration)> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("client thread"))
+        .collect();
+    let window = t0.elapsed();
+    let admitted = answers.iter().filter(|(r, _)| r.status == 200).count();
+    let slowest = answers.iter().map(|(_, d)| *d).max().unwrap_or_default();
+    let waited = answers
+        .iter()
+        .filter(|(_, d)| *d >= TIMEOUT - Duration::from_millis(20))
+        .count();
+    println!(
+        "redis stalled: {} answers in {window:?}, {admitted} admitted, slowest {slowest:?}, {waited} waited out the redis timeout",
+        answers.len()
+    );
+    for (r, elapsed) in &answers {
+        assert!(
+            *elapsed < TIMEOUT + MARGIN,
+            "an answer within the redis timeout ({TIMEOUT:?}) plus margin: {elapsed:?}"
+        );
+        if r.status != 200 {
+            r.assert_scim_error(429);
+            assert!(
+                r.header("retry-after").is_some(),
+                "a local 429 still says when to retry"
+            );
+        }
+    }
+    assert!(
+        waited > 0,
+        "some requests did wait for the stalled Redis (else nothing was tested)"
+    );
+    assert!(admitted > 0, "requests keep flowing");
+    let local_limit = RATE * window.as_secs_f64() + BURST;
+    assert!(
+        (admitted as f64) <= 1.2 * local_limit,
+        "the local limiter still limits: {admitted} admitted, {local_limit:.0} allowed locally"
+    );
+    let during = redis_stats();
+    assert!(
+        count(&during, "local_fallbacks") > count(&before, "local_fallbacks"),
+        "decisions fell back to local: {during}"
+    );
+    assert_eq!(during["up"], false, "{during}");
+    let log = px.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("redis") && l.contains("fall back to local")),
+        "the stall is logged:\n{log}"
+    );
+
+    // SIGCONT: shared decisions resume by themselves.
+    drop(stalled);
+    let shared = count(&during, "shared_decisions");
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            px.get("/acme/scim/v2/Users");
+            count(&redis_stats(), "shared_decisions") > shared
+        }),
+        "shared limits resume after the stall: {}",
+        redis_stats()
     );
 }
