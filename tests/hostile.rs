@@ -443,11 +443,13 @@ fn rows() -> Vec<Row> {
 #[test]
 fn every_hostile_request_gets_its_status_and_the_upstream_exactly_what_it_should() {
     let rec = Recorder::start();
+    let log = scratch_dir("hostile").join("access.log");
     let px = Proxy::start_with_listeners(
         "",
         &format!(
-            "client:\n  header_timeout: 2s\nupstreams:\n{}routes:\n  - base_path: /scim/v2\n    upstream: r\n",
-            pool_yaml("r", &[rec.addr], "")
+            "client:\n  header_timeout: 2s\nupstreams:\n{}routes:\n  - base_path: /scim/v2\n    upstream: r\naccess_log: {{path: {}}}\n",
+            pool_yaml("r", &[rec.addr], ""),
+            log.display()
         ),
     );
     let mut failures = Vec::new();
@@ -504,4 +506,19 @@ fn every_hostile_request_gets_its_status_and_the_upstream_exactly_what_it_should
     assert_eq!(refused("not_implemented"), 4.0);
     assert_eq!(refused("line_too_long"), 1.0);
     assert_eq!(refused("head_too_large"), 2.0);
+    // Every refusal at the edge is in the access log too, with its status and reason.
+    let logged = eventually(Duration::from_secs(5), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| {
+            t.lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|v| v["status"] == 501 && v["error"] == "not_implemented" && v["request_id"].is_string())
+                .count()
+                == 4
+        })
+    });
+    assert!(
+        logged,
+        "edge refusals in the access log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
 }

@@ -127,7 +127,7 @@ impl<A: HttpServerApp + ServerApp + Send + Sync + 'static> Gate<A> {
                 Read::Refuse(r) => {
                     self.stats.refused(r.reason);
                     log::debug!("client {}: {} {}", peer(&stream), r.reason.status(), r.detail);
-                    answer(&mut stream, r).await;
+                    answer(&mut stream, r, accepted).await;
                     return;
                 }
             };
@@ -166,6 +166,7 @@ impl<A: HttpServerApp + ServerApp + Send + Sync + 'static> ServerApp for Gate<A>
                         reason: Reason::OverCapacity,
                         detail: "this listener is at its connection limit; retry shortly",
                     },
+                    accepted,
                 )
                 .await;
             }
@@ -263,7 +264,7 @@ async fn read_head(
 }
 
 /// Writes a refusal as a SCIM error and closes, lingering briefly so the client reads it.
-async fn answer(stream: &mut Stream, r: Refusal) {
+async fn answer(stream: &mut Stream, r: Refusal, since: Instant) {
     let status = r.reason.status();
     let mut err = ScimError::new(status, r.detail);
     if r.reason == Reason::OverCapacity {
@@ -287,6 +288,7 @@ async fn answer(stream: &mut Stream, r: Refusal) {
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(&body);
+    log_refusal(stream, &r, &id, out.len(), since);
     let written = tokio::time::timeout(REFUSAL_WRITE, async {
         stream.write_all(&out).await?;
         stream.flush().await
@@ -307,6 +309,48 @@ async fn answer(stream: &mut Stream, r: Refusal) {
         }
     })
     .await;
+}
+
+/// An access-log line for a refusal, so the log holds every answer the proxy gave. The head
+/// was not accepted, so nothing of it (method, target, headers) is trusted enough to log.
+fn log_refusal(stream: &Stream, r: &Refusal, id: &[u8], bytes_out: usize, since: Instant) {
+    use crate::accesslog::line::{encode, RateLimit, Record};
+    if !crate::accesslog::enabled() {
+        return;
+    }
+    let ssl = stream.get_ssl_digest();
+    let record = Record {
+        unix_ms: crate::timefmt::unix_ms(std::time::SystemTime::now()),
+        request_id: Some(id),
+        client_ip: stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip())),
+        method: "-",
+        path: b"-",
+        query: None,
+        status: r.reason.status(),
+        bytes_in: 0,
+        bytes_out: bytes_out as u64,
+        duration_us: since.elapsed().as_micros() as u64,
+        upstream: None,
+        backend: None,
+        upstream_status: None,
+        upstream_us: None,
+        tenant: None,
+        endpoint: "-",
+        operation: "-",
+        attempts: 0,
+        cache: "-",
+        rate_limit: RateLimit::None,
+        tls_version: ssl.as_ref().map(|t| &*t.version),
+        sni: None,
+        http_version: "-",
+        user_agent: None,
+        error: Some(r.reason.as_str()),
+    };
+    let mut line = Vec::with_capacity(320);
+    encode(&record, &mut line);
+    crate::accesslog::log(line);
 }
 
 fn peer(stream: &Stream) -> String {
