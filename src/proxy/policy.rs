@@ -93,7 +93,15 @@ pub fn client_went_away(etype: &ErrorType, source: &ErrorSource) -> bool {
     *source == ErrorSource::Downstream
         && matches!(
             etype,
-            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError | ErrorType::H2Error
+            ErrorType::ConnectionClosed
+                | ErrorType::ReadError
+                | ErrorType::WriteError
+                | ErrorType::H2Error
+                // A client that stopped reading (send_timeout) or sending (body_timeout), or
+                // sent a broken chunked body: its answer and the access log say so already.
+                | ErrorType::WriteTimedout
+                | ErrorType::ReadTimedout
+                | ErrorType::Custom("InvalidChunk" | "InvalidTrailerEnd")
         )
 }
 
@@ -241,6 +249,11 @@ mod tests {
         assert!(client_went_away(&ErrorType::ConnectionClosed, &ErrorSource::Downstream));
         assert!(!client_went_away(&ErrorType::ConnectionClosed, &ErrorSource::Upstream));
         assert!(client_went_away(&ErrorType::H2Error, &ErrorSource::Downstream));
+        assert!(client_went_away(
+            &ErrorType::Custom("InvalidChunk"),
+            &ErrorSource::Downstream
+        ));
+        assert!(!client_went_away(&ErrorType::ReadTimedout, &ErrorSource::Upstream));
         assert!(!client_went_away(&ErrorType::H2Error, &ErrorSource::Upstream));
     }
 
