@@ -63,7 +63,7 @@ run-tls: deps release
 ## make test: lint, unit and integration tests (real scim2-server processes on 127.0.0.1)
 test: deps lint
 	@mkdir -p target
-	set -o pipefail; SCIMITAR_VENV=$(abspath $(VENV)) $(CARGO) test --lib --bins --tests --benches -- --nocapture 2>&1 | tee target/test.log
+	set -o pipefail; ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; SCIMITAR_VENV=$(abspath $(VENV)) $(CARGO) test --lib --bins --tests --benches -- --nocapture 2>&1 | tee target/test.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "total: %d passed, %d failed\n", p, f}' target/test.log
 
 ## make bench: micro (criterion), macro (vs nginx, HAProxy, bare Pingora), SCIM goodput, TLS (vs nginx) — see benches/README.md

@@ -169,6 +169,17 @@ fn slowloris_heads_and_bodies_are_cut_off_at_their_deadline() {
 
 #[test]
 fn idle_keepalive_connections_are_closed_and_fds_come_back() {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|t| {
+            let l = t.lines().find(|l| l.starts_with("Max open files"))?.to_string();
+            l.split_whitespace().nth(3)?.parse::<u64>().ok()
+        })
+        .unwrap_or(u64::MAX);
+    assert!(
+        soft >= 4500,
+        "this test holds 2,000 connections (both ends on this machine): raise `ulimit -n` to 4500 or more (`make test` raises it to the hard limit, here {soft})"
+    );
     let rec = Recorder::start();
     let mut px = proxy("  keepalive_timeout: 5s\n", "", rec.addr);
     let base = fds(&mut px);
