@@ -73,9 +73,9 @@ pub fn run(mut opt: Opt, mut cfg: Config, path: String, signals: Claimed) -> Res
             if l.http2 { ", HTTP/2" } else { "" }
         );
     };
-    // Every HTTP listener is its own service with a gate in front of one shared proxy (one
-    // upstream connection pool): the gate holds the listener's cap and counters. h2c is a
-    // per-proxy switch in Pingora, so h2c listeners get a second, h2c-enabled copy.
+    // All HTTP listeners are one service (one runtime) with the gate in front of the proxy;
+    // the gate counts each connection against its listener. h2c is a per-proxy switch in
+    // Pingora, so h2c listeners get a second, h2c-enabled copy.
     let mut options = HttpServerOptions::default();
     options.h2_idle_timeout = Some(cfg.client.keepalive_timeout);
     let proxy = |h2c: bool| {
@@ -88,27 +88,42 @@ pub fn run(mut opt: Opt, mut cfg: Config, path: String, signals: Claimed) -> Res
     let h1 = proxy(false);
     let is_h2c = |l: &Listener| l.protocol == Protocol::Http && l.tls.is_none() && l.http2;
     let h2c = listeners.iter().any(is_h2c).then(|| proxy(true));
-    for (i, l) in listeners.iter().enumerate() {
-        if l.protocol != Protocol::Http {
-            continue;
+    let http: Vec<(usize, &Listener)> = listeners
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.protocol == Protocol::Http)
+        .collect();
+    if !http.is_empty() {
+        let mut ports = Vec::new();
+        for (i, l) in &http {
+            let addr = l
+                .address
+                .parse()
+                .map_err(|e| format!("listener {}: address {}: {e}", l.name, l.address))?;
+            ports.push(crate::inbound::Port {
+                addr,
+                stats: edge.inbound[*i].clone(),
+                h2c: is_h2c(l),
+            });
         }
         let gate = Gate {
-            h1: h1.clone(),
-            h2c: if is_h2c(l) { h2c.clone() } else { None },
+            h1,
+            h2c,
             h2c_wait: H2C_PREFACE_WAIT,
             live: live.clone(),
-            stats: edge.inbound[i].clone(),
-            plaintext: l.tls.is_none(),
+            ports,
         };
-        let mut svc = Service::new(format!("http {}", l.name), gate);
-        match &l.tls {
-            None => svc.add_tcp(&l.address),
-            Some(tls) => {
-                let settings = crate::tls::listener::settings(&l.name, tls, Some(l.http2), edge.stats[i].clone())?;
-                svc.add_tls_with_settings(&l.address, None, settings);
+        let mut svc = Service::new("scimitar".to_string(), gate);
+        for (i, l) in http {
+            match &l.tls {
+                None => svc.add_tcp(&l.address),
+                Some(tls) => {
+                    let settings = crate::tls::listener::settings(&l.name, tls, Some(l.http2), edge.stats[i].clone())?;
+                    svc.add_tls_with_settings(&l.address, None, settings);
+                }
             }
+            describe(l);
         }
-        describe(l);
         server.add_service(svc);
     }
 

@@ -101,7 +101,10 @@ fn describe(l: &Listener, cfg: &Config) -> String {
             t.watch
         )
     });
-    format!("{} {:?} http2={} tls={tls:?} {tcp:?}", l.address, l.protocol, l.http2)
+    format!(
+        "{} {:?} http2={} max_connections={:?} tls={tls:?} {tcp:?}",
+        l.address, l.protocol, l.http2, l.max_connections
+    )
 }
 
 impl Fixed {

@@ -318,7 +318,13 @@ fn a_client_that_never_reads_is_dropped_at_send_timeout() {
 #[test]
 fn over_max_connections_new_clients_get_503_and_existing_ones_keep_working() {
     let rec = Recorder::start();
-    let px = proxy("", "    max_connections: 4\n", rec.addr);
+    // A second listener without a cap: each connection counts against its own listener.
+    let other = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let px = proxy(
+        "",
+        &format!("    max_connections: 4\n  - name: other\n    address: \"{other}\"\n"),
+        rec.addr,
+    );
     let mut held: Vec<TcpStream> = (0..4)
         .map(|_| {
             let mut s = TcpStream::connect(px.addr).expect("connect");
@@ -340,6 +346,11 @@ fn over_max_connections_new_clients_get_503_and_existing_ones_keep_working() {
         let r = exchange(s, "a", "GET", "/scim/v2/Users", &[], None, false).expect("still served");
         assert_eq!(r.status, 200, "an existing connection keeps working");
     }
+    assert_eq!(
+        http(other, "GET", "/scim/v2/Users", &[], None).status,
+        200,
+        "the other listener has room"
+    );
     drop(held);
     let served = eventually(Duration::from_secs(5), || {
         try_http(px.addr, "GET", "/scim/v2/Users", &[], None).is_ok_and(|r| r.status == 200)

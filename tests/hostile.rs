@@ -522,3 +522,37 @@ fn every_hostile_request_gets_its_status_and_the_upstream_exactly_what_it_should
         std::fs::read_to_string(&log).unwrap_or_default()
     );
 }
+
+#[test]
+fn http2_streams_get_the_same_path_rules() {
+    let rec = Recorder::start();
+    let px = Proxy::start_with_listeners(
+        "    http2: true\n",
+        &format!(
+            "upstreams:\n{}routes:\n  - base_path: /scim/v2\n    upstream: r\n",
+            pool_yaml("r", &[rec.addr], "")
+        ),
+    );
+    let url = |p: &str| format!("http://{}{p}", px.addr);
+    for (path, status) in [
+        ("/scim/v2/Users", 200),
+        ("/scim/v2/Users/a%2F..%2F..%2Fadmin", 400),
+        ("/scim/v2/Users/a%5Cb", 400),
+        ("/scim/v2/Users/%zz", 400),
+        ("/scim/v2/../../../etc/passwd", 400),
+    ] {
+        let before = rec.count();
+        let r = common::tls::curl(&["--http2-prior-knowledge", "--path-as-is"], &url(path));
+        assert_eq!((r.http_version.as_str(), r.status), ("2", status), "{path}: {}", r.body);
+        if status == 400 {
+            assert!(
+                r.body.contains("urn:ietf:params:scim:api:messages:2.0:Error"),
+                "{path}: {}",
+                r.body
+            );
+            assert!(rec.since(before).is_empty(), "{path} reached the upstream");
+        } else {
+            assert_eq!(rec.since(before).len(), 1);
+        }
+    }
+}

@@ -317,7 +317,9 @@ fn target_verdict(method: &str, target: &[u8], host: &[u8]) -> Verdict {
         if authority.is_empty() || authority.contains(&b'@') {
             return refuse(Reason::BadRequest, "absolute-form target without a plain host");
         }
-        if !authority.eq_ignore_ascii_case(host) {
+        // Byte for byte, as Pingora compares them next: a case difference would pass here
+        // and get Pingora's empty 400 instead of ours.
+        if authority != host {
             return refuse(
                 Reason::BadRequest,
                 "absolute-form target names another host than the Host header",
@@ -342,7 +344,7 @@ fn strip_scheme(t: &[u8]) -> Option<&[u8]> {
 /// The path may not hide a `/` or `\` behind percent-encoding or climb above the root, since
 /// an upstream that decodes differently from our router would see another path than we routed;
 /// every `%` must start an escape; bytes the `http` crate refuses are refused here first.
-fn path_verdict(pq: &[u8]) -> Verdict {
+pub fn path_verdict(pq: &[u8]) -> Verdict {
     let path_end = pq.iter().position(|&b| b == b'?' || b == b'#').unwrap_or(pq.len());
     let (path, rest) = pq.split_at(path_end);
     let mut i = 0;
@@ -514,7 +516,12 @@ mod tests {
         assert_eq!(r("/x?a=\"b\""), Some(Reason::BadRequest));
         assert_eq!(r("scim/v2/Users"), Some(Reason::BadRequest));
         assert_eq!(r("http://a.test/scim"), None);
-        assert_eq!(r("HTTP://A.TEST/scim"), None, "scheme and host are case-insensitive");
+        assert_eq!(r("HTTP://a.test/scim"), None, "the scheme is case-insensitive");
+        assert_eq!(
+            r("http://A.TEST/scim"),
+            Some(Reason::BadRequest),
+            "the host must be the Host, byte for byte"
+        );
         assert_eq!(r("http://b.test/scim"), Some(Reason::BadRequest));
         assert_eq!(r("http://u@a.test/scim"), Some(Reason::BadRequest));
         assert_eq!(r("*"), Some(Reason::BadRequest));

@@ -86,17 +86,33 @@ impl Drop for Open {
     }
 }
 
-/// One HTTP listener: HTTP/1 through the head gate, HTTP/2 (ALPN, or prior knowledge on an
-/// h2c listener) straight to Pingora.
+/// One HTTP listener as the gate knows it.
+pub struct Port {
+    /// The listener's address; a wildcard IP matches any local address on its port.
+    pub addr: std::net::SocketAddr,
+    pub stats: Arc<Stats>,
+    /// Plaintext with `http2: true`: prior-knowledge HTTP/2 beside HTTP/1.
+    pub h2c: bool,
+}
+
+impl Port {
+    fn matches(&self, local: std::net::SocketAddr) -> bool {
+        self.addr.port() == local.port() && (self.addr.ip().is_unspecified() || self.addr.ip() == local.ip())
+    }
+}
+
+/// The HTTP listeners, as one Pingora service (one runtime of `server.threads` threads, as
+/// before the gate): HTTP/1 through the head gate, HTTP/2 (ALPN, or prior knowledge on an h2c
+/// listener) straight to Pingora. Each connection is counted against the listener it came in on.
 pub struct Gate<A> {
     pub h1: Arc<A>,
-    /// The h2c-enabled copy of the proxy, on listeners with `http2: true` and no TLS.
+    /// The h2c-enabled copy of the proxy, when any listener is h2c.
     pub h2c: Option<Arc<A>>,
-    /// How long an h2c listener waits for the first bytes to tell HTTP/2 from HTTP/1.
+    /// Longest an h2c listener waits for the first bytes to tell HTTP/2 from HTTP/1 (and never
+    /// longer than `client.header_timeout`).
     pub h2c_wait: Duration,
     pub live: Arc<Live>,
-    pub stats: Arc<Stats>,
-    pub plaintext: bool,
+    pub ports: Vec<Port>,
 }
 
 /// What reading a request head came to.
@@ -106,28 +122,40 @@ enum Read {
     Close,
     /// Nothing arrived within the wait.
     Idle,
-    Refuse(Refusal),
+    /// Refused; the instant its head began, for the access log.
+    Refuse(Refusal, Instant),
 }
 
 impl<A: HttpServerApp + ServerApp + Send + Sync + 'static> Gate<A> {
-    async fn serve_h1(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch, accepted: Instant) {
+    /// The listener this connection came in on.
+    fn port(&self, stream: &Stream) -> Option<&Port> {
+        let local = stream.get_socket_digest()?.local_addr()?.as_inet().copied();
+        match local {
+            Some(l) => self.ports.iter().find(|p| p.matches(l)),
+            None => None,
+        }
+        .or_else(|| self.ports.first())
+    }
+
+    async fn serve_h1(&self, port: &Port, mut stream: Stream, shutdown: &ShutdownWatch, accepted: Instant) {
+        let plaintext = stream.get_ssl_digest().is_none();
         let mut stop = shutdown.clone();
         let mut served = 0u32;
         loop {
             let limits = self.live.load().client;
             let first = served == 0;
-            let read = read_head(&mut stream, &limits, self.plaintext, first, accepted, &mut stop).await;
+            let read = read_head(&mut stream, &limits, plaintext, first, accepted, &mut stop).await;
             let buf = match read {
                 Read::Head(b) => b,
                 Read::Close => return,
                 Read::Idle => {
-                    self.stats.idle_closed.fetch_add(1, Relaxed);
+                    port.stats.idle_closed.fetch_add(1, Relaxed);
                     return;
                 }
-                Read::Refuse(r) => {
-                    self.stats.refused(r.reason);
+                Read::Refuse(r, since) => {
+                    port.stats.refused(r.reason);
                     log::debug!("client {}: {} {}", peer(&stream), r.reason.status(), r.detail);
-                    answer(&mut stream, r, accepted).await;
+                    answer(&mut stream, r, since).await;
                     return;
                 }
             };
@@ -156,9 +184,11 @@ impl<A: HttpServerApp + ServerApp + Send + Sync + 'static> Gate<A> {
 impl<A: HttpServerApp + ServerApp + Send + Sync + 'static> ServerApp for Gate<A> {
     async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let accepted = Instant::now();
-        let Some(_open) = self.stats.enter() else {
-            self.stats.refused(Reason::OverCapacity);
-            if !matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+        let port = self.port(&stream)?;
+        let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
+        let Some(_open) = port.stats.enter() else {
+            port.stats.refused(Reason::OverCapacity);
+            if !h2 {
                 let mut stream = stream;
                 answer(
                     &mut stream,
@@ -172,24 +202,25 @@ impl<A: HttpServerApp + ServerApp + Send + Sync + 'static> ServerApp for Gate<A>
             }
             return None;
         };
-        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+        if h2 {
             return self.h1.process_new(stream, shutdown).await;
         }
         let mut stream = stream;
-        if let Some(h2c) = &self.h2c {
+        if let (true, Some(h2c)) = (port.h2c, &self.h2c) {
             // Only Pingora's own TCP stream can be read and rewound; h2c listeners have no TLS.
             if stream.as_any().is::<L4Stream>() {
                 let Ok(mut l4) = stream.into_any().downcast::<L4Stream>() else {
                     return None;
                 };
-                match sniff(&mut l4, self.h2c_wait).await {
+                let wait = self.h2c_wait.min(self.live.load().client.header_timeout);
+                match sniff(&mut l4, wait).await {
                     Sniff::H2 => return h2c.process_new(l4, shutdown).await,
                     Sniff::H1 => stream = l4,
                     Sniff::Close => return None,
                 }
             }
         }
-        self.serve_h1(stream, shutdown, accepted).await;
+        self.serve_h1(port, stream, shutdown, accepted).await;
         None
     }
 
@@ -219,6 +250,7 @@ async fn read_head(
     };
     let mut buf = BytesMut::with_capacity(HEAD_BUF);
     let mut started = first;
+    let mut began = if first { accepted } else { Instant::now() };
     let mut deadline = if first {
         accepted + limits.header_timeout
     } else {
@@ -239,10 +271,13 @@ async fn read_head(
                 return if buf.is_empty() {
                     Read::Idle
                 } else {
-                    Read::Refuse(Refusal {
-                        reason: Reason::HeaderTimeout,
-                        detail: "the request head did not arrive in time",
-                    })
+                    Read::Refuse(
+                        Refusal {
+                            reason: Reason::HeaderTimeout,
+                            detail: "the request head did not arrive in time",
+                        },
+                        began,
+                    )
                 };
             }
             _ = stop.changed(), if !started => return Read::Close,
@@ -253,12 +288,13 @@ async fn read_head(
         }
         if !started {
             started = true;
-            deadline = Instant::now() + limits.header_timeout;
+            began = Instant::now();
+            deadline = began + limits.header_timeout;
         }
         match head::inspect(&buf, before, &judge) {
             Verdict::Partial => {}
             Verdict::Complete => return Read::Head(buf),
-            Verdict::Refuse(r) => return Read::Refuse(r),
+            Verdict::Refuse(r) => return Read::Refuse(r, began),
         }
     }
 }
@@ -289,17 +325,25 @@ async fn answer(stream: &mut Stream, r: Refusal, since: Instant) {
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(&body);
     log_refusal(stream, &r, &id, out.len(), since);
-    let written = tokio::time::timeout(REFUSAL_WRITE, async {
+    // A refusal over capacity holds no place in `open`: it must not hold the descriptor long.
+    let (write, linger) = if r.reason == Reason::OverCapacity {
+        (Duration::from_millis(200), Duration::ZERO)
+    } else {
+        (REFUSAL_WRITE, LINGER)
+    };
+    let written = tokio::time::timeout(write, async {
         stream.write_all(&out).await?;
-        stream.flush().await
+        stream.flush().await?;
+        // On TLS this writes close_notify, which a client that stopped reading can stall.
+        pingora::protocols::Shutdown::shutdown(&mut **stream).await;
+        Ok::<(), std::io::Error>(())
     })
     .await;
-    if !matches!(written, Ok(Ok(()))) {
+    if !matches!(written, Ok(Ok(()))) || linger.is_zero() {
         return;
     }
-    pingora::protocols::Shutdown::shutdown(&mut **stream).await;
     let mut sink = [0u8; 4096];
-    let _ = tokio::time::timeout(LINGER, async {
+    let _ = tokio::time::timeout(linger, async {
         let mut total = 0usize;
         while total < 1 << 16 {
             match stream.read(&mut sink).await {

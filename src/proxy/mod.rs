@@ -23,6 +23,7 @@ use pingora::{Error, ErrorType, Result};
 use self::headers::Additions;
 use crate::affinity::DEFAULT_KEY;
 use crate::config::{Selection, Tenancy};
+use crate::inbound::head::{path_verdict, Verdict};
 use crate::keys::{Facts, KeySource};
 use crate::metrics::Refusal;
 use crate::overload::Permit;
@@ -82,6 +83,8 @@ pub struct Ctx {
     pub body_bytes: u64,
     /// The client's body has all arrived (a retry's replay of it is not timed again).
     pub body_done: bool,
+    /// When the first bytes of the body reached the proxy (the body deadline's start).
+    pub body_since: Option<Instant>,
     /// The affinity key hash, when the route has an affinity policy.
     pub affinity_key: Option<u64>,
     /// The pool slot this request holds (overload protection); freed when the request ends.
@@ -191,6 +194,7 @@ impl ProxyHttp for Scimitar {
             error: None,
             body_bytes: 0,
             body_done: false,
+            body_since: None,
             affinity_key: None,
             permit: None,
             rate_headers: None,
@@ -214,8 +218,13 @@ impl ProxyHttp for Scimitar {
             return Ok(true);
         }
         if session.is_http2() {
-            // HTTP/1 sessions get it from the listener's gate; an HTTP/2 stream is made by Pingora.
+            // HTTP/1 heads were judged (and sessions set up) by the listener's gate; an HTTP/2
+            // stream comes straight from Pingora, so its path gets the gate's rules here.
             session.set_write_timeout(Some(rt.client.send_timeout));
+            if let Verdict::Refuse(r) = path_verdict(session.req_header().raw_path()) {
+                respond(session, ctx, &ScimError::new(r.reason.status(), r.detail)).await?;
+                return Ok(true);
+            }
         }
         let req = session.req_header();
         let method = Method::parse(req.method.as_str());
@@ -350,7 +359,10 @@ impl ProxyHttp for Scimitar {
         if end_of_stream {
             ctx.body_done = true;
         } else if !ctx.body_done {
-            let Some(left) = rt.client.body_timeout.checked_sub(ctx.start.elapsed()) else {
+            // From the body's first bytes: Pingora reads the body only once an upstream is
+            // connected, and time queued for a slot or a server is not the client's.
+            let since = *ctx.body_since.get_or_insert_with(Instant::now);
+            let Some(left) = rt.client.body_timeout.checked_sub(since.elapsed()) else {
                 ctx.error = Some(ScimError::new(408, "the request body did not arrive in time"));
                 return Error::e_explain(ErrorType::HTTPStatus(408), "client body timeout");
             };
@@ -655,7 +667,8 @@ impl ProxyHttp for Scimitar {
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, e: &Error) -> bool {
         // A client that hangs up is routine at the edge, not an error worth a log line each.
-        policy::client_went_away(e.etype(), e.esource())
+        // A body that did not arrive in time (our own 408) is the client's doing too.
+        policy::client_went_away(e.etype(), e.esource()) || matches!(e.etype(), ErrorType::HTTPStatus(408))
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
