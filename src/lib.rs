@@ -31,6 +31,8 @@
 //!   effective config (secrets masked), an optional bearer token.
 //! - [`reload`]: SIGHUP / `POST /reload` — validate, build the next runtime, swap or refuse.
 //! - [`shutdown`]: every signal, the drain on SIGTERM, and an exit that cannot hang.
+//! - [`nginx`]: an nginx configuration read into a syntax tree (includes expanded, each
+//!   directive with its file and line), the ground for `scimitar import nginx`.
 //! - [`app`]: wires services together and boots Pingora; `main.rs` is the CLI.
 #![forbid(unsafe_code)]
 
@@ -46,6 +48,7 @@ pub mod inbound;
 pub mod keys;
 pub mod l4;
 pub mod metrics;
+pub mod nginx;
 pub mod overload;
 pub mod proxy;
 pub mod ratelimit;
