@@ -11,9 +11,10 @@ use std::sync::OnceLock;
 
 use pingora::protocols::http::ServerSession;
 use scimitar::config::{self, reader::expand_env, Problem};
+use scimitar::inbound::head::{inspect, Limits, Verdict};
 use scimitar::metrics::deprovision::deprovisions;
 use scimitar::routing::{BasePath, NoRoute, Route, Router};
-use scimitar::scim::path::{decode, needs_normalizing, normalize, path_only, seg_eq, segments, Span};
+use scimitar::scim::path::{decode, escapes_root, needs_normalizing, normalize, path_only, seg_eq, segments, Span};
 use scimitar::scim::{EndpointClass, Method, Operation, ResourceType};
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
@@ -75,6 +76,20 @@ pub fn model_segments(p: &str) -> Vec<&str> {
     out
 }
 
+/// Reference: `..` segments climb above the root somewhere along `p`.
+pub fn model_escapes_root(p: &str) -> bool {
+    let mut depth = 0usize;
+    for s in p.split('/').filter(|s| !s.is_empty()) {
+        match pct_decode(s).as_slice() {
+            b"." => {}
+            b".." if depth == 0 => return true,
+            b".." => depth -= 1,
+            _ => depth += 1,
+        }
+    }
+    false
+}
+
 /// Normalisation and routing of one request target, as `request_filter` does it.
 pub fn check_path_and_route(method: &str, target: &str) {
     let raw = path_only(target);
@@ -85,6 +100,7 @@ pub fn check_path_and_route(method: &str, target: &str) {
     assert!(!norm.contains("//"), "{ctx}: empty segment left");
     let kept: Vec<&str> = segments(&norm).map(|s| s.of(&norm)).collect();
     assert_eq!(kept, model_segments(raw), "{ctx}: segments differ from the reference");
+    assert_eq!(escapes_root(raw), model_escapes_root(raw), "{ctx}: escapes_root");
     assert_eq!(normalize(&norm), norm, "{ctx}: not idempotent");
     assert!(!needs_normalizing(&norm), "{ctx}: output still needs normalizing");
     // Normalising is needed exactly when it changes something: the proxy skips the rewrite
@@ -345,9 +361,22 @@ pub fn check_body(body: &[u8]) {
     }
 }
 
-/// An HTTP/1 request head (and body) read by Pingora's own parser, as scimitar's listener
-/// receives it, then the target classified both ways scimitar might see it: Pingora's
-/// `uri.path()` and the raw target it forwards.
+/// The edge's limits at their defaults (`client.max_request_line`, `client.max_request_head`),
+/// on a plaintext listener.
+pub const EDGE: Limits = Limits {
+    max_line: 8 << 10,
+    max_head: 64 << 10,
+    plaintext: true,
+};
+
+/// Bytes on a plaintext HTTP/1 connection as scimitar receives them: the edge
+/// (`inbound::head::inspect`) judges the head, Pingora's own parser reads what the edge passes
+/// (head, then body), and the parsed target is classified both ways scimitar might see it,
+/// Pingora's `uri.path()` and the raw target it forwards.
+///
+/// The edge promises to refuse everything Pingora would (so every refusal is a SCIM answer):
+/// a head it passes must parse. And judging the bytes in two reads must pass the same heads as
+/// judging them in one (its `fresh` shortcut skips the parse when no line ended).
 pub fn check_http1(bytes: &[u8]) {
     thread_local! {
         static RT: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
@@ -355,10 +384,31 @@ pub fn check_http1(bytes: &[u8]) {
             .build()
             .unwrap_or_else(|e| panic!("tokio runtime: {e}"));
     }
+    let ctx = || String::from_utf8_lossy(bytes).into_owned();
+    let verdict = inspect(bytes, 0, &EDGE);
+    let split = bytes.len() / 2;
+    if inspect(&bytes[..split], 0, &EDGE) == Verdict::Partial {
+        let two_reads = inspect(bytes, split, &EDGE);
+        assert_eq!(
+            two_reads == Verdict::Complete,
+            verdict == Verdict::Complete,
+            "{:?}: in two reads {two_reads:?}, in one {verdict:?}",
+            ctx()
+        );
+    }
     RT.with(|rt| {
         rt.block_on(async {
             let mut s = ServerSession::new_http1(Box::new(Cursor::new(bytes.to_vec())));
-            if !matches!(s.read_request().await, Ok(true)) {
+            let parsed = s.read_request().await;
+            if verdict == Verdict::Complete {
+                assert!(
+                    matches!(parsed, Ok(true)),
+                    "{:?}: the edge passes it, Pingora refuses it: {:?}",
+                    ctx(),
+                    parsed.as_ref().map_err(|e| e.to_string())
+                );
+            }
+            if !matches!(parsed, Ok(true)) {
                 return;
             }
             let req = s.req_header();
