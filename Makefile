@@ -71,6 +71,7 @@ test: deps lint
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := path_route config body http1_head
 fuzz: sysdeps
+	@scripts/ensure-apt.sh g++
 	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 	$(CARGO) fuzz build --sanitizer none --debug-assertions
 	@nonet=""; if unshare -n true 2>/dev/null; then nonet="unshare -n"; fi; failed=""; \
