@@ -913,6 +913,24 @@ proptest! {
     }
 }
 
+/// Found by `make fuzz` (config, corpus `crash-empty-root-key`): a root key that is the empty
+/// string, written `? |`. It is refused as an unknown key, but its place renders as the empty
+/// path, the document's own, so the check asks a place only of roots without such a key.
+#[test]
+fn config_with_an_empty_root_key_is_refused() {
+    for text in ["? | ", "\"\": x\n"] {
+        let problems = match scimitar::config::from_str_with_env(text, checks::env) {
+            Ok(_) => panic!("{text:?} loaded"),
+            Err(p) => p.0,
+        };
+        assert!(
+            problems.iter().any(|p| p.msg.starts_with("unknown key")),
+            "{problems:?}"
+        );
+        checks::check_config(text);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Body inspection
 

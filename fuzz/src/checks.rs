@@ -253,11 +253,12 @@ fn resolves(cur: &Yaml, rest: &str) -> bool {
     !rest.contains(['.', '['])
 }
 
-/// The root is a mapping with string keys, the only shape in which every problem has a key
-/// to name.
+/// The root is a mapping with non-empty string keys, the only shape in which every problem has
+/// a key to name: the place of an empty key (`"": x`, or `? |` as the fuzzer wrote it) is
+/// written as the empty path, like the document's own.
 pub fn keyed_root(doc: Option<&Yaml>) -> bool {
     match doc {
-        Some(Yaml::Mapping(m)) => m.keys().all(|k| k.is_string()),
+        Some(Yaml::Mapping(m)) => m.keys().all(|k| k.as_str().is_some_and(|k| !k.is_empty())),
         Some(Yaml::Null) => true,
         _ => false,
     }
