@@ -14,7 +14,7 @@ SYSCONFDIR  ?= /etc
 UNITDIR     ?= /lib/systemd/system
 INSTALL_BIN ?= target/release/scimitar
 
-.PHONY: all deps sysdeps venv build release install run run-tls test lint fmt check clean bench bench-micro bench-instructions bench-macro bench-goodput bench-tls
+.PHONY: all deps sysdeps venv build release install run run-tls test lint fmt check clean bench bench-micro bench-instructions bench-macro bench-goodput bench-tls fuzz
 
 all: build
 
@@ -65,6 +65,24 @@ test: deps lint
 	@mkdir -p target
 	set -o pipefail; ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; SCIMITAR_VENV=$(abspath $(VENV)) $(CARGO) test --lib --bins --tests --benches -- --nocapture 2>&1 | tee target/test.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "total: %d passed, %d failed\n", p, f}' target/test.log
+
+## make fuzz [FUZZ_SECONDS=60]: each libFuzzer target of fuzz/ for FUZZ_SECONDS (stable toolchain, no
+## sanitizer, no network); seeds in fuzz/corpus/<target>, new inputs in fuzz/target/corpus, crashes in fuzz/artifacts
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := path_route config body http1_head
+fuzz: sysdeps
+	@scripts/ensure-apt.sh g++
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	$(CARGO) fuzz build --sanitizer none --debug-assertions
+	@nonet=""; if unshare -n true 2>/dev/null; then nonet="unshare -n"; fi; failed=""; \
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/target/corpus/$$t; echo "== fuzz $$t: $(FUZZ_SECONDS)s"; \
+	  CARGO_NET_OFFLINE=true $$nonet $(CARGO) fuzz run --sanitizer none --debug-assertions $$t \
+	    fuzz/target/corpus/$$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	    -rss_limit_mb=2048 -print_final_stats=1 || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: crashes in$$failed; inputs in fuzz/artifacts/"; exit 1; fi; \
+	echo "fuzz: no crash in $(FUZZ_TARGETS)"
 
 ## make bench: micro (criterion), macro (vs nginx, HAProxy, bare Pingora), SCIM goodput, TLS (vs nginx) — see benches/README.md
 bench: bench-micro bench-instructions bench-macro bench-goodput bench-tls

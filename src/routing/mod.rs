@@ -2,7 +2,7 @@
 //! classes and methods → an upstream pool. First match wins. Built once from the config; the
 //! request path only walks precomputed segments.
 
-use crate::scim::path::{seg_eq, segments, Span};
+use crate::scim::path::{seg_eq_exact, segments, Span};
 use crate::scim::{classify, Method, ScimView};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,8 +61,7 @@ impl BasePath {
             match want {
                 BaseSeg::Tenant => tenant = Some(got),
                 BaseSeg::Literal(l) => {
-                    let g = got.of(path);
-                    if g != l && !(g.contains('%') && seg_eq(g, l)) {
+                    if !seg_eq_exact(got.of(path), l) {
                         return None;
                     }
                 }

@@ -349,6 +349,28 @@ const TABLE: &[Row] = &[
     ),
     ("GET", "/scim/v2/./Users", None, "Users", None, O::List, C::UsersRead),
     ("GET", "/scim/v2/users", None, "Users", None, O::List, C::UsersRead),
+    ("GET", "/sc%69m/v2/Users", None, "Users", None, O::List, C::UsersRead),
+    // `.search` is matched like an endpoint name: any case, any encoding (found by
+    // tests/properties.rs: `/.sear%63h` was a custom resource type, listed).
+    ("POST", "/scim/v2/.sear%63h", None, "", None, O::Search, C::Search),
+    (
+        "POST",
+        "/scim/v2/Users/%2Esearch",
+        None,
+        "Users",
+        None,
+        O::Search,
+        C::Search,
+    ),
+    (
+        "GET",
+        "/scim/v2/Groups/.SEARCH",
+        None,
+        "Groups",
+        None,
+        O::Other,
+        C::GroupsRead,
+    ),
     (
         "GET",
         "/scim/v2/%55sers/abc",
@@ -450,6 +472,10 @@ fn outside_every_base_path_is_not_scim() {
         "/scim/v1/Users",
         "/acme/scim/Users",
         "/SCIM/v2/Users",
+        // Found by tests/properties.rs: an escaped letter once matched in any case.
+        "/Sc%69m/v2/Users",
+        "/%53cim/v2/Users",
+        "/scim/V%32/Users",
         "/v3/Users",
     ] {
         assert_eq!(r.find(Method::Get, p), Err(NoRoute::NotScim), "{p}");

@@ -182,14 +182,17 @@ pub fn classify(method: Method, path: &str, mut rest: impl Iterator<Item = Span>
     let second = rest.next();
     let third = rest.next();
     let seg = |s: Option<Span>| s.map(|s| s.of(path));
+    // `.search` is matched like an endpoint name (any case, any encoding): the upstream decodes
+    // `/%2esearch` into a search, so classifying it as an id would misroute and mis-limit it.
+    let is_search = |s: &str| seg_eq(s, ".search");
     let (resource, id, search) = match (seg(first), seg(second), third) {
         (None, _, _) => (ResourceType::Root, None, false),
-        (Some(".search"), None, None) => (ResourceType::Root, None, true),
+        (Some(a), None, None) if is_search(a) => (ResourceType::Root, None, true),
         (Some(a), b, None) => {
             let rt = resource_type(a, first.unwrap_or_default());
             match b {
                 None => (rt, None, false),
-                Some(".search") => (rt, None, true),
+                Some(b) if is_search(b) => (rt, None, true),
                 Some(_) => (rt, second, false),
             }
         }

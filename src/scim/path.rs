@@ -172,6 +172,13 @@ pub fn seg_eq(seg: &str, literal: &str) -> bool {
     }
 }
 
+/// Compares a raw segment with a literal, decoding `%XX` but keeping case: base-path literals
+/// match exactly, as nginx locations do, and an escape must not make `/%53cim` match `/scim`
+/// when `/Scim` does not.
+pub fn seg_eq_exact(seg: &str, literal: &str) -> bool {
+    seg == literal || (seg.contains('%') && decoded(seg).eq(literal.bytes()))
+}
+
 /// Percent-decodes a segment for display or keying (ids, tenants). Borrowed when nothing to do.
 pub fn decode(seg: &str) -> Cow<'_, str> {
     if !seg.contains('%') {
@@ -232,6 +239,12 @@ mod tests {
         assert!(seg_eq("users", "Users"));
         assert!(!seg_eq("User", "Users"));
         assert!(!seg_eq("Users%", "Users"));
+        assert!(seg_eq_exact("sc%69m", "scim"));
+        assert!(seg_eq_exact("scim", "scim"));
+        // Found by tests/properties.rs: an escape once made the base path case-insensitive.
+        assert!(!seg_eq_exact("Sc%69m", "scim"));
+        assert!(!seg_eq_exact("%53cim", "scim"));
+        assert!(!seg_eq_exact("scim%", "scim"));
         assert_eq!(decode("a%2Fb%20c"), "a/b c");
         assert_eq!(decode("100%"), "100%");
         assert_eq!(decode("%zz"), "%zz");

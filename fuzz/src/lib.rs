@@ -1,0 +1,2 @@
+//! Shared by the fuzz targets; `checks` is also compiled into `tests/properties.rs`.
+pub mod checks;
