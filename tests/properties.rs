@@ -924,8 +924,10 @@ fn config_with_an_empty_root_key_is_refused() {
             Err(p) => p.0,
         };
         assert!(
-            problems.iter().any(|p| p.msg.starts_with("unknown key")),
-            "{problems:?}"
+            problems
+                .iter()
+                .any(|p| p.at == "(top level)" && p.msg.starts_with("an empty key")),
+            "the problem says where and what: {problems:?}"
         );
         checks::check_config(text);
     }

@@ -82,6 +82,10 @@ pub fn map<'a>(p: &mut Problems, path: &str, v: &'a Value, allowed: &[&str]) -> 
     for k in m.keys() {
         match k.as_str() {
             Some(k) if allowed.contains(&k) => {}
+            Some("") => p.add(
+                if path.is_empty() { "(top level)" } else { path },
+                "an empty key (`\"\":` or `? |`); remove it",
+            ),
             Some(k) => {
                 let hint = closest(k, allowed)
                     .map(|c| format!("did you mean `{c}`?"))
