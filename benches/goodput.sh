@@ -2,8 +2,16 @@
 # SCIM goodput (benches/README.md): an IdP-like sync of many tenants through nginx (configured as
 # well as nginx can be for SCIM: consistent hash on Authorization, limit_req, keep-alive) and
 # through scimitar (token affinity with read-your-writes pins, limits, overload protection, the
-# response cache with write-through), in
-# front of three independent scim2-server replicas. Replicas restart for every run.
+# response cache with write-through), in front of three independent scim2-server replicas.
+# Two scenarios (GOODPUT_SCENARIOS, default both):
+# - steady: RUNS syncs of TENANTS × USERS users; replicas restart for every run.
+# - rolling: ROLL_RUNS runs in which each replica is killed (SIGTERM: scim2-server dies at once,
+#   with whatever it had in flight), left down ROLL_DOWN s, started again on the same port (empty:
+#   it keeps everything in memory) and given ROLL_GAP s before the next one is killed, while the
+#   IdP syncs for the whole time. nginx as a careful operator configures it (max_fails, fail_timeout,
+#   proxy_next_upstream without non_idempotent), scimitar as its README recommends (health checks,
+#   passive ejection, replay-safe retries only). Proxies and replicas are fresh for every run,
+#   and the two proxies take turns going first.
 # Output: bench-results/goodput.jsonl and bench-results/goodput.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +21,14 @@ RUNS=${RUNS:-5}
 TENANTS=${TENANTS:-24}
 USERS=${USERS:-20}
 DISCOVERY_EVERY=${DISCOVERY_EVERY:-4}
+GOODPUT_SCENARIOS=${GOODPUT_SCENARIOS:-steady rolling}
+ROLL_RUNS=${ROLL_RUNS:-3}
+ROLL_TENANTS=${ROLL_TENANTS:-$TENANTS}
+ROLL_USERS=${ROLL_USERS:-1000}    # per tenant: the count bound; the schedule below is the time bound
+ROLL_WARMUP=${ROLL_WARMUP:-6}     # s of sync before the first kill
+ROLL_DOWN=${ROLL_DOWN:-1}         # s a replica stays down
+ROLL_GAP=${ROLL_GAP:-4}           # s between a replica being back (port open) and the next kill
+ROLL_TAIL=${ROLL_TAIL:-3}         # s of sync after the window
 OUT=${OUT:-bench-results}
 T=$OUT/tmp
 mkdir -p "$T"
@@ -25,7 +41,9 @@ cargo build --release --bin scimitar --example scim_sync 2>&1 | tail -1
 REPLICAS=(18101 18102 18103)
 pids=()
 rpids=()
-cleanup() { stop_all "${pids[@]}" "${rpids[@]}"; }
+declare -A rp=() # rolling scenario: replica pid by port
+proxy_pid= # rolling scenario: the proxy of the current run
+cleanup() { stop_all "${pids[@]}" "${rpids[@]}" "${rp[@]}" $proxy_pid; }
 trap cleanup EXIT INT TERM
 
 start_replicas() {
@@ -38,7 +56,17 @@ start_replicas() {
   for p in "${REPLICAS[@]}"; do wait_port "$p"; done
 }
 
-cat >"$T/goodput-nginx.conf" <<NGX
+# `nginx_upstream NAME SERVER_SUFFIX PORT…`: the consistent-hash pool both scenarios use.
+nginx_upstream() {
+  local name=$1 suffix=$2 p
+  shift 2
+  printf 'upstream %s {\n    hash $http_authorization consistent;\n    ' "$name"
+  for p in "$@"; do printf 'server 127.0.0.1:%s%s; ' "$p" "$suffix"; done
+  printf '\n    keepalive 64;\n  }\n'
+}
+
+steady() {
+  cat >"$T/goodput-nginx.conf" <<NGX
 worker_processes 1;
 daemon off;
 pid $PWD/$T/goodput-nginx.pid;
@@ -47,11 +75,7 @@ events { worker_connections 4096; }
 http {
   access_log off;
   limit_req_zone \$http_authorization zone=per_token:10m rate=200r/s;
-  upstream scim {
-    hash \$http_authorization consistent;
-    $(for p in "${REPLICAS[@]}"; do printf 'server 127.0.0.1:%s; ' "$p"; done)
-    keepalive 64;
-  }
+  $(nginx_upstream scim "" "${REPLICAS[@]}")
   server {
     listen 127.0.0.1:18110;
     client_max_body_size 1m;
@@ -67,9 +91,9 @@ http {
   }
 }
 NGX
-$SERVE nginx -c "$PWD/$T/goodput-nginx.conf" -e "$PWD/$T/goodput-nginx.err" & pids+=($!)
+  $SERVE nginx -c "$PWD/$T/goodput-nginx.conf" -e "$PWD/$T/goodput-nginx.err" & pids+=($!)
 
-cat >"$T/goodput-scimitar.yaml" <<Y
+  cat >"$T/goodput-scimitar.yaml" <<Y
 server: {threads: 1, pid_file: $PWD/$T/gp.pid, upgrade_sock: $PWD/$T/gp.sock, grace_period_seconds: 0, graceful_shutdown_timeout_seconds: 1}
 listeners: [{name: main, address: "127.0.0.1:18111"}]
 admin: {address: "127.0.0.1:18112"}
@@ -94,42 +118,239 @@ rate_limits:
   policies:
     per-token: {key: [token], rate: 200/s, burst: 400}
 Y
-RUST_LOG=warn $SERVE target/release/scimitar -c "$T/goodput-scimitar.yaml" 2>"$T/goodput-scimitar.log" & pids+=($!)
-wait_port 18110
-wait_port 18111
+  RUST_LOG=warn $SERVE target/release/scimitar -c "$T/goodput-scimitar.yaml" 2>"$T/goodput-scimitar.log" & pids+=($!)
+  wait_port 18110
+  wait_port 18111
 
-replica_urls=()
-for p in "${REPLICAS[@]}"; do replica_urls+=("http://127.0.0.1:$p/v2"); done
-for i in $(seq 1 "$RUNS"); do
-  for target in nginx scimitar; do
-    port=18110
-    [ "$target" = scimitar ] && port=18111
-    start_replicas
-    o1=$(listen_overflows)
-    line=$($LOAD target/release/examples/scim_sync "http://127.0.0.1:$port/v2" "$TENANTS" "$USERS" "$DISCOVERY_EVERY" "${replica_urls[@]}")
-    o2=$(listen_overflows)
-    echo "{\"target\":\"$target\",\"run\":$i,\"overflows\":$((o2 - o1)),\"result\":$line}" | tee -a "$OUT/goodput.jsonl"
+  local replica_urls=() i target port o1 o2 line p
+  for p in "${REPLICAS[@]}"; do replica_urls+=("http://127.0.0.1:$p/v2"); done
+  for i in $(seq 1 "$RUNS"); do
+    for target in nginx scimitar; do
+      port=18110
+      [ "$target" = scimitar ] && port=18111
+      start_replicas
+      o1=$(listen_overflows)
+      line=$($LOAD target/release/examples/scim_sync "http://127.0.0.1:$port/v2" "$TENANTS" "$USERS" "$DISCOVERY_EVERY" "${replica_urls[@]}")
+      o2=$(listen_overflows)
+      echo "{\"scenario\":\"steady\",\"target\":\"$target\",\"run\":$i,\"overflows\":$((o2 - o1)),\"result\":$line}" | tee -a "$OUT/goodput.jsonl"
+    done
   done
+  stop_all "${pids[@]}" "${rpids[@]}"
+  pids=()
+  rpids=()
+}
+
+# ---- rolling restart ----
+ROLL=(18121 18122 18123)
+ROLL_NGINX=18130
+ROLL_SCIMITAR=18131
+ROLL_ADMIN=18132
+CREATES=$T/roll-creates.log # the current run's files; each run's are kept as $T/roll-<target>-<run>.*
+MARKS=$T/roll-marks
+STOP=$T/roll-stop
+
+# scim2-server, plus one JSON line per create it applied, appended (O_APPEND, one write) to
+# CREATES_LOG right after the in-memory store took it — so creates on a replica that is killed
+# later are still counted.
+write_replica_launcher() {
+  cat >"$T/replica.py" <<'PY'
+import json, os, sys, time
+from scim2_server import memory
+from scim2_server.testserver import cli
+log = os.open(os.environ["CREATES_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+port = int(sys.argv[sys.argv.index("--port") + 1])
+store = memory.InMemoryStorage.create
+def create(self, resource_type, resource):
+    r = store(self, resource_type, resource)
+    line = {"t": int(time.time() * 1000), "port": port, "externalId": getattr(r, "external_id", None)}
+    os.write(log, (json.dumps(line) + "\n").encode())
+    return r
+memory.InMemoryStorage.create = create
+sys.argv[0] = "scim2-server"
+cli.main()
+PY
+}
+
+start_roll_replica() {
+  CREATES_LOG=$CREATES $SERVE "$VENV/bin/python" "$T/replica.py" --hostname 127.0.0.1 --port "$1" >/dev/null 2>&1 &
+  rp[$1]=$!
+}
+
+stop_roll_replicas() {
+  stop_all "${rp[@]}"
+  rp=()
+}
+
+write_roll_configs() {
+  # A careful operator: passive failure detection as scimitar's (3 failures → out for 10 s,
+  # nginx's default fail_timeout), the next server on errors and timeouts and on 502/503/504
+  # answers, but never a POST/PATCH that was already sent (no `non_idempotent`); retries
+  # bounded like scimitar's (retries: 2 → 3 tries).
+  cat >"$T/roll-nginx.conf" <<NGX
+worker_processes 1;
+daemon off;
+pid $PWD/$T/roll-nginx.pid;
+error_log $PWD/$T/roll-nginx.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  limit_req_zone \$http_authorization zone=per_token:10m rate=200r/s;
+  $(nginx_upstream scim " max_fails=3 fail_timeout=10s" "${ROLL[@]}")
+  server {
+    listen 127.0.0.1:$ROLL_NGINX;
+    client_max_body_size 1m;
+    location /v2/ {
+      limit_req zone=per_token burst=400 nodelay;
+      limit_req_status 429;
+      proxy_pass http://scim;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$http_host;
+      proxy_read_timeout 55s;
+      proxy_next_upstream error timeout http_502 http_503 http_504;
+      proxy_next_upstream_tries 3;
+    }
+  }
+}
+NGX
+  # The steady scenario's scimitar plus conf/scimitar.yaml's health check and passive ejection.
+  cat >"$T/roll-scimitar.yaml" <<Y
+server: {threads: 1, pid_file: $PWD/$T/roll.pid, upgrade_sock: $PWD/$T/roll.sock}
+listeners: [{name: main, address: "127.0.0.1:$ROLL_SCIMITAR"}]
+admin: {address: "127.0.0.1:$ROLL_ADMIN"}
+upstreams:
+  scim:
+    selection: consistent
+    servers: [$(for p in "${ROLL[@]}"; do printf '"127.0.0.1:%s", ' "$p"; done | sed 's/, $//')]
+    health_check: {path: /v2/ServiceProviderConfig, interval: 2s, timeout: 1s, rise: 2, fall: 2}
+    passive: {max_fails: 3, eject_for: 10s}
+    timeouts: {connect: 10s, read: 55s}
+    retries: 2
+    max_inflight: 64
+    queue: 512
+    queue_timeout: 5s
+    max_conns: 4
+routes:
+  - base_path: /v2
+    upstream: scim
+    affinity: {key: [token, client_ip], pin_after_write: 30s}
+    rate_limits: [per-token]
+    cache: {discovery: 5m, resources: 10s, write_through: true, ignore_cache_control: true}
+rate_limits:
+  policies:
+    per-token: {key: [token], rate: 200/s, burst: 400}
+Y
+}
+
+# The restart schedule, identical for both proxies; writes MARKS, then STOP for the load. Also
+# the CPU time the proxy (nginx: with its worker) and the replicas (killed ones up to their
+# kill, new ones from their start, start-up included) used inside the window: `cpu TICKS HZ`.
+roll() {
+  local p q cpu=0
+  declare -A t0=()
+  sleep "$ROLL_WARMUP"
+  t0[$proxy_pid]=$(ticks "$proxy_pid")
+  for q in "${ROLL[@]}"; do t0[${rp[$q]}]=$(ticks "${rp[$q]}"); done
+  for p in "${ROLL[@]}"; do
+    cpu=$((cpu + $(ticks "${rp[$p]}") - ${t0[${rp[$p]}]:-0}))
+    echo "kill $p $(date +%s%3N)" >>"$MARKS"
+    kill -TERM "${rp[$p]}"
+    wait "${rp[$p]}" 2>/dev/null || true
+    sleep "$ROLL_DOWN"
+    start_roll_replica "$p"
+    wait_port "$p" 300
+    echo "up $p $(date +%s%3N)" >>"$MARKS"
+    sleep "$ROLL_GAP"
+  done
+  echo "end $(date +%s%3N)" >>"$MARKS"
+  for q in "${ROLL[@]}" proxy; do
+    [ "$q" = proxy ] && p=$proxy_pid || p=${rp[$q]}
+    cpu=$((cpu + $(ticks "$p") - ${t0[$p]:-0}))
+  done
+  echo "cpu $cpu $(getconf CLK_TCK)" >>"$MARKS"
+  sleep "$ROLL_TAIL"
+  touch "$STOP"
+}
+
+# What the proxy itself saw: scimitar's /status.json pool counters, nginx's error log.
+proxy_evidence() {
+  if [ "$1" = scimitar ]; then
+    curl -s "http://127.0.0.1:$ROLL_ADMIN/status.json" >"$T/roll-status.json" || echo '{}' >"$T/roll-status.json"
+    python3 - "$T/roll-status.json" <<'PY'
+import json, sys
+try:
+    s = json.load(open(sys.argv[1]))
+except ValueError:
+    s = {}
+keep = ("address", "healthy", "ejections", "picks", "failures", "connect_failures", "retries")
+out = {}
+for pool in s.get("pools", s.get("upstreams", [])) if isinstance(s, dict) else []:
+    if isinstance(pool, dict):
+        out = {k: v for k, v in pool.items() if not isinstance(v, (list, dict)) and k not in ("name",)}
+        out["servers"] = [{k: v for k, v in srv.items() if k in keep} for srv in pool.get("servers", [])]
+print(json.dumps(out))
+PY
+  else
+    local err=$T/roll-nginx.err
+    printf '{"connect_refused":%s,"upstream_reset":%s,"upstream_closed":%s,"no_live_upstreams":%s}\n' \
+      "$(grep -c 'connect() failed (111' "$err" || true)" "$(grep -c 'reset by peer' "$err" || true)" \
+      "$(grep -c 'prematurely closed' "$err" || true)" "$(grep -c 'no live upstreams' "$err" || true)"
+  fi
+}
+
+rolling() {
+  write_replica_launcher
+  write_roll_configs
+  local i target order port cpid o1 o2 ev win
+  for i in $(seq 1 "$ROLL_RUNS"); do
+    order="nginx scimitar"
+    [ $((i % 2)) = 0 ] && order="scimitar nginx"
+    for target in $order; do
+      : >"$CREATES"
+      : >"$MARKS"
+      rm -f "$STOP"
+      for p in "${ROLL[@]}"; do start_roll_replica "$p"; done
+      for p in "${ROLL[@]}"; do wait_port "$p"; done
+      if [ "$target" = nginx ]; then
+        port=$ROLL_NGINX
+        : >"$T/roll-nginx.err"
+        $SERVE nginx -c "$PWD/$T/roll-nginx.conf" -e "$PWD/$T/roll-nginx.err" & proxy_pid=$!
+      else
+        port=$ROLL_SCIMITAR
+        RUST_LOG=warn $SERVE target/release/scimitar -c "$T/roll-scimitar.yaml" 2>"$T/roll-scimitar-$i.log" & proxy_pid=$!
+      fi
+      wait_port "$port"
+      o1=$(listen_overflows)
+      # Time bound: the schedule (~ WARMUP + 3 × (DOWN + start-up + GAP) + TAIL) then STOP; the
+      # load stops by itself after 10 minutes whatever happens.
+      $LOAD target/release/examples/scim_sync "http://127.0.0.1:$port/v2" "$ROLL_TENANTS" "$ROLL_USERS" \
+        "$DISCOVERY_EVERY" --stop-file "$STOP" --duration 600 --trace "$T/roll-trace.csv" --creates "$CREATES" \
+        >"$T/roll-result.json" &
+      cpid=$!
+      roll
+      wait "$cpid"
+      o2=$(listen_overflows)
+      ev=$(proxy_evidence "$target")
+      stop_all "$proxy_pid"
+      proxy_pid=
+      stop_roll_replicas
+      win=$(python3 benches/goodput_summary.py window "$T/roll-result.json" "$T/roll-trace.csv" "$MARKS" "$CREATES")
+      cp "$T/roll-trace.csv" "$T/roll-$target-$i.trace.csv"
+      cp "$MARKS" "$T/roll-$target-$i.marks"
+      cp "$CREATES" "$T/roll-$target-$i.creates.log"
+      echo "{\"scenario\":\"rolling\",\"target\":\"$target\",\"run\":$i,\"overflows\":$((o2 - o1)),\"proxy\":$ev,\"window\":$win,\"result\":$(cat "$T/roll-result.json")}" |
+        tee -a "$OUT/goodput.jsonl"
+    done
+  done
+}
+
+for s in $GOODPUT_SCENARIOS; do
+  case $s in
+    steady) steady ;;
+    rolling) rolling ;;
+    *) echo "unknown scenario $s (steady, rolling)" >&2; exit 2 ;;
+  esac
 done
 
-python3 - "$OUT/goodput.jsonl" >"$OUT/goodput.md" <<'PY'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print("## SCIM goodput — IdP-like sync through a proxy to 3 independent scim2-server replicas\n")
-print("| proxy | user syncs/s (median, spread) | requests | errors | throttled (429/503) | read-your-writes misses | duplicate users | p50 ms | p99 ms | replica accept-queue overflows |")
-print("|---|---|---|---|---|---|---|---|---|---|")
-med = {}
-for t in ("nginx", "scimitar"):
-    rs = [r["result"] for r in rows if r["target"] == t]
-    if not rs:
-        continue
-    g = [r["syncs_per_s"] for r in rs]
-    med[t] = statistics.median(g)
-    s = lambda k: sum(r[k] for r in rs)
-    m = lambda k: statistics.median(r[k] for r in rs)
-    ov = sum(r.get("overflows", 0) for r in rows if r["target"] == t)
-    print(f"| {t} | {med[t]:.1f} ({min(g):.1f}–{max(g):.1f}) | {s('requests')} | {s('errors')} | {s('throttled')} | {s('read_your_writes_misses')} | {s('duplicates')} | {m('p50_ms'):.1f} | {m('p99_ms'):.1f} | {ov} |")
-if "nginx" in med and "scimitar" in med:
-    print(f"\nscimitar / nginx goodput: {med['scimitar'] / med['nginx']:.2f}×")
-PY
+python3 benches/goodput_summary.py report "$OUT/goodput.jsonl" >"$OUT/goodput.md"
 cat "$OUT/goodput.md"
