@@ -29,6 +29,7 @@ ROLL_WARMUP=${ROLL_WARMUP:-6}     # s of sync before the first kill
 ROLL_DOWN=${ROLL_DOWN:-1}         # s a replica stays down
 ROLL_GAP=${ROLL_GAP:-4}           # s between a replica being back (port open) and the next kill
 ROLL_TAIL=${ROLL_TAIL:-3}         # s of sync after the window
+ROLL_CONTROL=${ROLL_CONTROL:-0}   # 1: the same schedule without killing anything (what the window costs without restarts)
 OUT=${OUT:-bench-results}
 T=$OUT/tmp
 mkdir -p "$T"
@@ -129,6 +130,8 @@ Y
       port=18110
       [ "$target" = scimitar ] && port=18111
       start_replicas
+      # scimitar's health checks may have seen the replicas down while they restarted.
+      [ "$target" = scimitar ] && wait_scimitar_healthy 18112
       o1=$(listen_overflows)
       line=$($LOAD target/release/examples/scim_sync "http://127.0.0.1:$port/v2" "$TENANTS" "$USERS" "$DISCOVERY_EVERY" "${replica_urls[@]}")
       o2=$(listen_overflows)
@@ -244,30 +247,34 @@ Y
 
 # The restart schedule, identical for both proxies; writes MARKS, then STOP for the load. Also
 # the CPU time the proxy (nginx: with its worker) and the replicas (killed ones up to their
-# kill, new ones from their start, start-up included) used inside the window: `cpu TICKS HZ`.
+# kill, new ones from their start, start-up included) used inside the window:
+# `cpu TOTAL_TICKS HZ PROXY_TICKS`.
 roll() {
-  local p q cpu=0
+  local p q cpu=0 pcpu
   declare -A t0=()
   sleep "$ROLL_WARMUP"
   t0[$proxy_pid]=$(ticks "$proxy_pid")
   for q in "${ROLL[@]}"; do t0[${rp[$q]}]=$(ticks "${rp[$q]}"); done
   for p in "${ROLL[@]}"; do
-    cpu=$((cpu + $(ticks "${rp[$p]}") - ${t0[${rp[$p]}]:-0}))
-    echo "kill $p $(date +%s%3N)" >>"$MARKS"
-    kill -TERM "${rp[$p]}"
-    wait "${rp[$p]}" 2>/dev/null || true
-    sleep "$ROLL_DOWN"
-    start_roll_replica "$p"
-    wait_port "$p" 300
+    if [ "$ROLL_CONTROL" = 1 ]; then
+      echo "kill $p $(date +%s%3N)" >>"$MARKS"
+      sleep 4 # about what a kill, ROLL_DOWN and a start take here
+    else
+      cpu=$((cpu + $(ticks "${rp[$p]}") - ${t0[${rp[$p]}]:-0}))
+      echo "kill $p $(date +%s%3N)" >>"$MARKS"
+      kill -TERM "${rp[$p]}"
+      wait "${rp[$p]}" 2>/dev/null || true
+      sleep "$ROLL_DOWN"
+      start_roll_replica "$p"
+      wait_port "$p" 300
+    fi
     echo "up $p $(date +%s%3N)" >>"$MARKS"
     sleep "$ROLL_GAP"
   done
   echo "end $(date +%s%3N)" >>"$MARKS"
-  for q in "${ROLL[@]}" proxy; do
-    [ "$q" = proxy ] && p=$proxy_pid || p=${rp[$q]}
-    cpu=$((cpu + $(ticks "$p") - ${t0[$p]:-0}))
-  done
-  echo "cpu $cpu $(getconf CLK_TCK)" >>"$MARKS"
+  for q in "${ROLL[@]}"; do cpu=$((cpu + $(ticks "${rp[$q]}") - ${t0[${rp[$q]}]:-0})); done
+  pcpu=$(($(ticks "$proxy_pid") - ${t0[$proxy_pid]}))
+  echo "cpu $((cpu + pcpu)) $(getconf CLK_TCK) $pcpu" >>"$MARKS"
   sleep "$ROLL_TAIL"
   touch "$STOP"
 }
@@ -320,6 +327,7 @@ rolling() {
         RUST_LOG=warn $SERVE target/release/scimitar -c "$T/roll-scimitar.yaml" 2>"$T/roll-scimitar-$i.log" & proxy_pid=$!
       fi
       wait_port "$port"
+      [ "$target" = scimitar ] && wait_scimitar_healthy "$ROLL_ADMIN"
       o1=$(listen_overflows)
       # Time bound: the schedule (~ WARMUP + 3 × (DOWN + start-up + GAP) + TAIL) then STOP; the
       # load stops by itself after 10 minutes whatever happens.
@@ -338,7 +346,7 @@ rolling() {
       cp "$T/roll-trace.csv" "$T/roll-$target-$i.trace.csv"
       cp "$MARKS" "$T/roll-$target-$i.marks"
       cp "$CREATES" "$T/roll-$target-$i.creates.log"
-      echo "{\"scenario\":\"rolling\",\"target\":\"$target\",\"run\":$i,\"overflows\":$((o2 - o1)),\"proxy\":$ev,\"window\":$win,\"result\":$(cat "$T/roll-result.json")}" |
+      echo "{\"scenario\":\"rolling\",\"control\":$ROLL_CONTROL,\"target\":\"$target\",\"run\":$i,\"overflows\":$((o2 - o1)),\"proxy\":$ev,\"window\":$win,\"result\":$(cat "$T/roll-result.json")}" |
         tee -a "$OUT/goodput.jsonl"
     done
   done

@@ -70,10 +70,12 @@ def window(result_path, trace_path, marks_path, creates_path):
                             "killed": k[0] if k else None})
     cpu = [m for m in marks if m[0] == "cpu"]
     cpu_s = int(cpu[0][1]) / int(cpu[0][2]) if cpu else 0.0
+    proxy_cpu_s = int(cpu[0][3]) / int(cpu[0][2]) if cpu and len(cpu[0]) > 3 else 0.0
     return {
         "window_s": round(secs, 2),
         "ops_per_s": round(ok / secs, 1),
         "cpu_s": round(cpu_s, 2),
+        "proxy_cpu_s": round(proxy_cpu_s, 2),
         "ops_per_cpu_s": round(ok / cpu_s, 1) if cpu_s else 0.0,
         "syncs_per_s": round(syncs / secs, 1),
         "baseline_ops_per_s": round(len(before) / before_s, 1),
@@ -114,11 +116,14 @@ def steady_report(rows):
         print(f"\nscimitar / nginx goodput: {m['scimitar'] / m['nginx']:.2f}×")
 
 
-def rolling_report(rows):
-    print("\n## Rolling restart — each of the 3 replicas killed and started again in turn during the sync\n")
+def rolling_report(rows, control=False):
+    if control:
+        print("\n## Rolling-restart control — the same schedule and window, nothing killed (ROLL_CONTROL=1)\n")
+    else:
+        print("\n## Rolling restart — each of the 3 replicas killed and started again in turn during the sync\n")
     print("Window: first kill → last replica back + the gap. Goodput = 2xx answers per second in the window; "
           "per CPU-second = the same answers ÷ CPU time of the proxy and the replicas in the window.\n")
-    print("| proxy | run | goodput ops/s in window (before first kill) | ops per CPU-s | worst second | syncs/s in window | syncs (whole run) | failed answers | failed operations | duplicates: replayed / applied after a failed answer | read-your-writes misses (404 on read / patch in window) | p99 ms in window | creates by replica in window | accept-queue overflows |")
+    print("| proxy | run | goodput ops/s in window (before first kill) | ops per CPU-s (proxy's share of that CPU) | worst second | syncs/s in window | syncs (whole run) | failed answers | failed operations | duplicates: replayed / applied after a failed answer | read-your-writes misses (404 on read / patch in window) | p99 ms in window | creates by replica in window | accept-queue overflows |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     by = defaultdict(list)
     for r in rows:
@@ -127,7 +132,7 @@ def rolling_report(rows):
         for r in sorted(by.get(t, []), key=lambda r: r["run"]):
             w, res = r["window"], r["result"]
             cr = "/".join(str(v) for v in w.get("creates_by_replica", {}).values())
-            print(f"| {t} | {r['run']} | {w['ops_per_s']:.1f} ({w['baseline_ops_per_s']:.1f}) | {w.get('ops_per_cpu_s', 0):.0f} | {w['worst_second_ops']} "
+            print(f"| {t} | {r['run']} | {w['ops_per_s']:.1f} ({w['baseline_ops_per_s']:.1f}) | {w.get('ops_per_cpu_s', 0):.0f} ({100 * w.get('proxy_cpu_s', 0) / max(w.get('cpu_s', 0), 0.01):.0f}%) | {w['worst_second_ops']} "
                   f"| {w['syncs_per_s']:.1f} | {res['syncs']} | {res['errors']} | {res['failed_ops']} "
                   f"| {res['duplicates_replayed']} / {res['applied_after_failed_answer']} "
                   f"| {res['read_your_writes_misses']} ({w.get('not_found_read', 0)} / {w.get('not_found_patch', 0)}) "
@@ -163,11 +168,14 @@ def rolling_report(rows):
 def report(path):
     rows = [json.loads(l) for l in open(path) if l.strip().startswith("{")]
     steady = [r for r in rows if r.get("scenario", "steady") == "steady"]
-    rolling = [r for r in rows if r.get("scenario") == "rolling"]
+    rolling = [r for r in rows if r.get("scenario") == "rolling" and not r.get("control")]
+    control = [r for r in rows if r.get("scenario") == "rolling" and r.get("control")]
     if steady:
         steady_report(steady)
     if rolling:
         rolling_report(rolling)
+    if control:
+        rolling_report(control, control=True)
 
 
 if __name__ == "__main__":

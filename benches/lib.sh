@@ -1,4 +1,4 @@
-# Shared by benches/macro.sh and benches/goodput.sh (sourced, not run).
+# Shared by the scripts in benches/ (sourced, not run).
 
 # Background jobs of a script ignore SIGINT, so: SIGTERM (the proxies here have no grace period),
 # then SIGKILL for whatever is still up after 3 s, so a script never hangs on a child.
@@ -152,4 +152,21 @@ http {
   keepalive_requests 1000000;
   upstream u { $(for p in "${UP[@]}"; do printf 'server 127.0.0.1:%s; ' "$p"; done) keepalive 1024; keepalive_requests 1000000; }
 NGX
+}
+
+# `wait_scimitar_healthy ADMIN_PORT [TRIES]`: until scimitar's /status.json shows every server of
+# every pool healthy and not ejected — its health checks have seen upstreams that were just
+# (re)started — up to TRIES × 0.2 s (default 15 s). Without it a run that starts right after
+# its upstreams restarted can meet a pool the proxy still believes down (503 + Retry-After).
+wait_scimitar_healthy() {
+  local _
+  for _ in $(seq 1 "${2:-75}"); do
+    curl -s "http://127.0.0.1:$1/status.json" 2>/dev/null | python3 -c '
+import json, sys
+servers = [s for p in json.load(sys.stdin).get("pools", []) for s in p.get("servers", [])]
+sys.exit(0 if servers and all(s.get("healthy") and not s.get("ejected_ms") for s in servers) else 1)' 2>/dev/null && return 0
+    sleep 0.2
+  done
+  echo "scimitar (admin port $1): some servers still unhealthy" >&2
+  return 1
 }
