@@ -30,6 +30,7 @@ ROLL_DOWN=${ROLL_DOWN:-1}         # s a replica stays down
 ROLL_GAP=${ROLL_GAP:-4}           # s between a replica being back (port open) and the next kill
 ROLL_TAIL=${ROLL_TAIL:-3}         # s of sync after the window
 ROLL_CONTROL=${ROLL_CONTROL:-0}   # 1: the same schedule without killing anything (what the window costs without restarts)
+ROLL_REPLICA_MS=${ROLL_REPLICA_MS:-0} # > 0: each replica serves one request at a time, each taking at least this many ms
 OUT=${OUT:-bench-results}
 T=$OUT/tmp
 mkdir -p "$T"
@@ -169,13 +170,29 @@ def create(self, resource_type, resource):
     os.write(log, (json.dumps(line) + "\n").encode())
     return r
 memory.InMemoryStorage.create = create
+# REPLICA_MS > 0: each request holds the replica for at least that long, one at a time, as if
+# each replica were its own machine of that capacity rather than a share of one core.
+ms = float(os.environ.get("REPLICA_MS") or 0)
+if ms > 0:
+    import threading
+    serial = threading.Lock()
+    make_server = cli.make_server
+    def capped(host, port, app, **kw):
+        def one_at_a_time(environ, start_response):
+            with serial:
+                t = time.monotonic()
+                body = list(app(environ, start_response))
+                time.sleep(max(0.0, ms / 1000 - (time.monotonic() - t)))
+            return body
+        return make_server(host, port, one_at_a_time, **kw)
+    cli.make_server = capped
 sys.argv[0] = "scim2-server"
 cli.main()
 PY
 }
 
 start_roll_replica() {
-  CREATES_LOG=$CREATES $SERVE "$VENV/bin/python" "$T/replica.py" --hostname 127.0.0.1 --port "$1" >/dev/null 2>&1 &
+  CREATES_LOG=$CREATES REPLICA_MS=$ROLL_REPLICA_MS $SERVE "$VENV/bin/python" "$T/replica.py" --hostname 127.0.0.1 --port "$1" >/dev/null 2>&1 &
   rp[$1]=$!
 }
 
@@ -276,6 +293,7 @@ roll() {
   pcpu=$(($(ticks "$proxy_pid") - ${t0[$proxy_pid]}))
   echo "cpu $((cpu + pcpu)) $(getconf CLK_TCK) $pcpu" >>"$MARKS"
   sleep "$ROLL_TAIL"
+  echo "stop $(date +%s%3N)" >>"$MARKS"
   touch "$STOP"
 }
 
@@ -346,7 +364,7 @@ rolling() {
       cp "$T/roll-trace.csv" "$T/roll-$target-$i.trace.csv"
       cp "$MARKS" "$T/roll-$target-$i.marks"
       cp "$CREATES" "$T/roll-$target-$i.creates.log"
-      echo "{\"scenario\":\"rolling\",\"control\":$ROLL_CONTROL,\"target\":\"$target\",\"run\":$i,\"overflows\":$((o2 - o1)),\"proxy\":$ev,\"window\":$win,\"result\":$(cat "$T/roll-result.json")}" |
+      echo "{\"scenario\":\"rolling\",\"control\":$ROLL_CONTROL,\"replica_ms\":$ROLL_REPLICA_MS,\"target\":\"$target\",\"run\":$i,\"overflows\":$((o2 - o1)),\"proxy\":$ev,\"window\":$win,\"result\":$(cat "$T/roll-result.json")}" |
         tee -a "$OUT/goodput.jsonl"
     done
   done

@@ -51,6 +51,10 @@ def window(result_path, trace_path, marks_path, creates_path):
     b0 = res["start_ms"] + 1000
     before = [r for r in rows if b0 <= r[0] < ws and r[2] != "sync" and r[3] in OK]
     before_s = max((ws - b0) / 1000.0, 0.001)
+    # ... and after it (the window's end → the load's stop), to see whether the pool recovered.
+    stop = [int(m[1]) for m in marks if m[0] == "stop"]
+    after = [r for r in rows if stop and we <= r[0] < stop[0] and r[2] != "sync" and r[3] in OK]
+    after_s = (stop[0] - we) / 1000.0 if stop else 0.0
     per_s = Counter((r[0] - ws) // 1000 for r in reqs if r[3] in OK)
     whole = int(secs)
     worst = min((per_s.get(i, 0) for i in range(whole)), default=0)
@@ -79,6 +83,7 @@ def window(result_path, trace_path, marks_path, creates_path):
         "ops_per_cpu_s": round(ok / cpu_s, 1) if cpu_s else 0.0,
         "syncs_per_s": round(syncs / secs, 1),
         "baseline_ops_per_s": round(len(before) / before_s, 1),
+        "after_ops_per_s": round(len(after) / after_s, 1) if after_s > 0 else 0.0,
         "worst_second_ops": worst,
         "failed_answers": len(fails),
         "failed_answers_outside": sum(1 for r in rows if r[2] != "sync" and failed(r[3])) - len(fails),
@@ -116,14 +121,15 @@ def steady_report(rows):
         print(f"\nscimitar / nginx goodput: {m['scimitar'] / m['nginx']:.2f}×")
 
 
-def rolling_report(rows, control=False):
+def rolling_report(rows, control=False, replica_ms=0):
+    cap = f", each replica serving one request at a time in ≥ {replica_ms:g} ms (ROLL_REPLICA_MS)" if replica_ms else ""
     if control:
-        print("\n## Rolling-restart control — the same schedule and window, nothing killed (ROLL_CONTROL=1)\n")
+        print(f"\n## Rolling-restart control — the same schedule and window, nothing killed (ROLL_CONTROL=1){cap}\n")
     else:
-        print("\n## Rolling restart — each of the 3 replicas killed and started again in turn during the sync\n")
+        print(f"\n## Rolling restart — each of the 3 replicas killed and started again in turn during the sync{cap}\n")
     print("Window: first kill → last replica back + the gap. Goodput = 2xx answers per second in the window; "
           "per CPU-second = the same answers ÷ CPU time of the proxy and the replicas in the window.\n")
-    print("| proxy | run | goodput ops/s in window (before first kill) | ops per CPU-s (proxy's share of that CPU) | worst second | syncs/s in window | syncs (whole run) | failed answers | failed operations | duplicates: replayed / applied after a failed answer | read-your-writes misses (404 on read / patch in window) | p99 ms in window | creates by replica in window | accept-queue overflows |")
+    print("| proxy | run | goodput ops/s in window (before first kill; after the window) | ops per CPU-s (proxy's share of that CPU) | worst second | syncs/s in window | syncs (whole run) | failed answers | failed operations | duplicates: replayed / applied after a failed answer | read-your-writes misses (404 on read / patch in window) | p99 ms in window | creates by replica in window | accept-queue overflows |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     by = defaultdict(list)
     for r in rows:
@@ -132,14 +138,14 @@ def rolling_report(rows, control=False):
         for r in sorted(by.get(t, []), key=lambda r: r["run"]):
             w, res = r["window"], r["result"]
             cr = "/".join(str(v) for v in w.get("creates_by_replica", {}).values())
-            print(f"| {t} | {r['run']} | {w['ops_per_s']:.1f} ({w['baseline_ops_per_s']:.1f}) | {w.get('ops_per_cpu_s', 0):.0f} ({100 * w.get('proxy_cpu_s', 0) / max(w.get('cpu_s', 0), 0.01):.0f}%) | {w['worst_second_ops']} "
+            print(f"| {t} | {r['run']} | {w['ops_per_s']:.1f} ({w['baseline_ops_per_s']:.1f}; {w.get('after_ops_per_s', 0):.1f}) | {w.get('ops_per_cpu_s', 0):.0f} ({100 * w.get('proxy_cpu_s', 0) / max(w.get('cpu_s', 0), 0.01):.0f}%) | {w['worst_second_ops']} "
                   f"| {w['syncs_per_s']:.1f} | {res['syncs']} | {res['errors']} | {res['failed_ops']} "
                   f"| {res['duplicates_replayed']} / {res['applied_after_failed_answer']} "
                   f"| {res['read_your_writes_misses']} ({w.get('not_found_read', 0)} / {w.get('not_found_patch', 0)}) "
                   f"| {w['p99_ms']:.1f} | {cr} | {r.get('overflows', 0)} |")
     runs = sorted({r["run"] for r in rows})
     for key, label in (("ops_per_s", "goodput in the window"), ("ops_per_cpu_s", "goodput per CPU-second in the window"),
-                       ("baseline_ops_per_s", "goodput before the first kill")):
+                       ("baseline_ops_per_s", "goodput before the first kill"), ("after_ops_per_s", "goodput after the window")):
         ratios = []
         for i in runs:
             g = {r["target"]: r["window"].get(key, 0) for r in rows if r["run"] == i}
@@ -168,14 +174,14 @@ def rolling_report(rows, control=False):
 def report(path):
     rows = [json.loads(l) for l in open(path) if l.strip().startswith("{")]
     steady = [r for r in rows if r.get("scenario", "steady") == "steady"]
-    rolling = [r for r in rows if r.get("scenario") == "rolling" and not r.get("control")]
-    control = [r for r in rows if r.get("scenario") == "rolling" and r.get("control")]
     if steady:
         steady_report(steady)
-    if rolling:
-        rolling_report(rolling)
-    if control:
-        rolling_report(control, control=True)
+    groups = defaultdict(list)
+    for r in rows:
+        if r.get("scenario") == "rolling":
+            groups[(bool(r.get("control")), r.get("replica_ms", 0))].append(r)
+    for (control, ms), rs in sorted(groups.items()):
+        rolling_report(rs, control=control, replica_ms=ms)
 
 
 if __name__ == "__main__":
