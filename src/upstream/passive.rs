@@ -54,8 +54,16 @@ impl ServerState {
         self.healthy.load(Relaxed)
     }
 
+    /// Mirrors the active check. A server that comes back up (the check saw it down, then up
+    /// again) also leaves a passive ejection: it was ejected for the failures that took it
+    /// down, and keeping it out for the rest of `eject_for` after it proved healthy only piles
+    /// its share onto the others (seen in a rolling restart: one replica took every tenant).
     pub fn set_healthy(&self, healthy: bool) {
-        self.healthy.store(healthy, Relaxed);
+        let was = self.healthy.swap(healthy, Relaxed);
+        if healthy && !was && self.ejected_until.load(Relaxed) != 0 {
+            self.fails.store(0, Relaxed);
+            self.ejected_until.store(0, Relaxed);
+        }
     }
 
     /// Whether this server was ever ejected (so the clock need not be read otherwise).
@@ -71,6 +79,11 @@ impl ServerState {
     /// Counts a failure; returns true when this failure ejected the server.
     pub fn failure(&self, max_fails: u32, eject_for: Duration) -> bool {
         if max_fails == 0 {
+            return false;
+        }
+        // Requests that were already in flight when the server was ejected fail too; they
+        // neither extend the ejection nor count as another one.
+        if self.was_ejected() && self.is_ejected(now_ms()) {
             return false;
         }
         let n = self.fails.fetch_add(1, Relaxed) + 1;
@@ -129,6 +142,32 @@ mod tests {
         assert!(s.is_ejected(now_ms()));
         assert_eq!(s.ejections(), 1);
         assert!(!s.is_ejected(now_ms() + 10_001), "ejection ends by itself");
+    }
+
+    #[test]
+    fn failures_during_an_ejection_do_not_eject_again() {
+        let s = ServerState::new("127.0.0.1:1".parse().unwrap());
+        let d = Duration::from_secs(10);
+        assert!(!s.failure(2, d) && s.failure(2, d), "the second failure ejects");
+        let until = s.ejected_for_ms();
+        for _ in 0..5 {
+            assert!(!s.failure(2, d), "in-flight failures after the ejection");
+        }
+        assert_eq!(s.ejections(), 1);
+        assert!(s.ejected_for_ms() <= until, "not extended");
+    }
+
+    #[test]
+    fn coming_back_up_on_the_active_check_ends_an_ejection() {
+        let s = ServerState::new("127.0.0.1:1".parse().unwrap());
+        let d = Duration::from_secs(10);
+        assert!(s.failure(1, d));
+        s.set_healthy(true);
+        assert!(s.is_ejected(now_ms()), "a check that never saw it down changes nothing");
+        s.set_healthy(false);
+        s.set_healthy(true);
+        assert!(!s.is_ejected(now_ms()), "down then up again: back in rotation");
+        assert_eq!(s.ejections(), 1, "the count of ejections stays");
     }
 
     #[test]
