@@ -91,6 +91,7 @@ fn a_write_pins_its_key_to_the_server_that_took_it_while_the_ring_changes() {
         "b",
         "the write fails over to b, and pins there"
     );
+    let pinned_at = std::time::Instant::now();
     a.restart();
     assert!(eventually(Duration::from_secs(3), || px.server_healthy(0, a.addr)));
 
@@ -102,11 +103,20 @@ fn a_write_pins_its_key_to_the_server_that_took_it_while_the_ring_changes() {
     for _ in 0..5 {
         assert_eq!(server_for(writer, "GET"), "b", "the writer reads its own write on b");
     }
-    std::thread::sleep(Duration::from_millis(4200));
+    // A write while a is home again still goes to the pin, but does not renew it: a key that
+    // keeps writing must not stay away from its home for as long as it writes.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(server_for(writer, "POST"), "b", "within the window, the pin holds");
+    let wrote_at = std::time::Instant::now();
+    std::thread::sleep((pinned_at + Duration::from_millis(4300)).saturating_duration_since(std::time::Instant::now()));
+    assert!(
+        wrote_at.elapsed() < Duration::from_secs(4),
+        "a renewed pin would still hold now"
+    );
     assert_eq!(
         server_for(writer, "GET"),
         "a",
-        "after the pin window the ring decides again"
+        "after the first write's pin window the ring decides again"
     );
     b.kill();
 }

@@ -85,6 +85,8 @@ pub struct Ctx {
     pub body_done: bool,
     /// When the first bytes of the body reached the proxy (the body deadline's start).
     pub body_since: Option<Instant>,
+    /// This request went to its key's pin rather than to the ring's choice for the key.
+    pub pin_detour: bool,
     /// The affinity key hash, when the route has an affinity policy.
     pub affinity_key: Option<u64>,
     /// The pool slot this request holds (overload protection); freed when the request ends.
@@ -195,6 +197,7 @@ impl ProxyHttp for Scimitar {
             body_bytes: 0,
             body_done: false,
             body_since: None,
+            pin_detour: false,
             affinity_key: None,
             permit: None,
             rate_headers: None,
@@ -399,6 +402,10 @@ impl ProxyHttp for Scimitar {
             _ => None,
         };
         let key = ctx.affinity_key.unwrap_or(0).to_le_bytes();
+        // A pin that no longer points at the key's ring home (that server is back) is kept
+        // until it expires but not renewed by writes, so the key goes home after at most
+        // `pin_after_write` instead of staying away as long as its writes continue.
+        ctx.pin_detour = pinned.is_some_and(|p| pool.ring_home(&key) != Some(p.index));
         let selected = match pinned {
             Some(p) => Ok(p),
             None => pool.select(&key, ctx.tried),
@@ -539,7 +546,7 @@ impl ProxyHttp for Scimitar {
             .and_then(|r| r.affinity.as_ref())
             .and_then(|a| a.pin_after_write);
         if let (Some(k), Some(w), Some(m)) = (ctx.affinity_key, window, ctx.route) {
-            if policy::is_write(m.view.op) && status < 500 {
+            if policy::is_write(m.view.op) && status < 500 && !ctx.pin_detour {
                 let now = now_ms();
                 pool.pins.put(k, pick.index, now + w.as_millis() as u64, now);
             }

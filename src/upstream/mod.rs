@@ -246,6 +246,18 @@ impl Pool {
         })
     }
 
+    /// The server the ring gives `key` now (healthy and not ejected), without counting a pick:
+    /// whether a pinned request is a detour from the key's home. `None` on round-robin pools.
+    pub fn ring_home(&self, key: &[u8]) -> Option<usize> {
+        if !matches!(self.selector, select::Selector::Ketama { .. }) {
+            return None;
+        }
+        let now = passive::now_ms();
+        self.selector.pick(key, |i| {
+            self.servers[i].is_healthy() && !self.servers[i].is_ejected(now)
+        })
+    }
+
     /// The pinned server, if it is still a good choice: healthy, not ejected, not yet tried.
     pub fn pinned(&self, index: usize, tried: u64) -> Option<Pick> {
         let s = self.servers.get(index)?;
