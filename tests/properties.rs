@@ -691,60 +691,7 @@ fn list_of(inner: BoxedStrategy<Yaml>) -> BoxedStrategy<Yaml> {
     prop::collection::vec(inner, 0..3).prop_map(Yaml::Sequence).boxed()
 }
 
-const POOL_KEYS: &[&str] = &[
-    "servers",
-    "selection",
-    "health_check",
-    "passive",
-    "timeouts",
-    "keepalive",
-    "retries",
-    "preserve_host",
-    "max_inflight",
-    "max_conns",
-    "queue",
-    "queue_timeout",
-    "tenant_share",
-    "tls",
-];
-const LISTENER_KEYS: &[&str] = &[
-    "name",
-    "address",
-    "protocol",
-    "tls",
-    "http2",
-    "upstream",
-    "idle_timeout",
-    "max_connections",
-    "queue_timeout",
-];
-const ROUTE_KEYS: &[&str] = &[
-    "name",
-    "base_path",
-    "classes",
-    "methods",
-    "upstream",
-    "max_body",
-    "affinity",
-    "rate_limits",
-    "cache",
-];
-const TOP_KEYS: &[&str] = &[
-    "server",
-    "listeners",
-    "admin",
-    "tenancy",
-    "upstreams",
-    "routes",
-    "rate_limits",
-    "redis",
-    "key_secret",
-    "cache",
-    "shutdown_timeout",
-    "access_log",
-    "metrics",
-    "trusted_proxies",
-];
+use scimitar::config::{LISTENER_KEYS, POOL_KEYS, ROUTE_KEYS, TOP_KEYS};
 
 fn nested(key: &str, depth: u32) -> BoxedStrategy<Yaml> {
     if depth == 0 {

@@ -18,7 +18,7 @@ use crate::ratelimit::{Policy, Rate, RedisConfig};
 use crate::routing::{BasePath, Route};
 use crate::scim::{EndpointClass, Method};
 
-const TOP: &[&str] = &[
+pub const TOP: &[&str] = &[
     "server",
     "listeners",
     "admin",
@@ -35,7 +35,7 @@ const TOP: &[&str] = &[
     "trusted_proxies",
     "client",
 ];
-const POOL: &[&str] = &[
+pub const POOL: &[&str] = &[
     "servers",
     "selection",
     "health_check",
@@ -61,7 +61,7 @@ const HEALTH: &[&str] = &[
     "fall",
     "host",
 ];
-const LISTENER: &[&str] = &[
+pub const LISTENER: &[&str] = &[
     "name",
     "address",
     "protocol",
@@ -74,7 +74,7 @@ const LISTENER: &[&str] = &[
 ];
 const PASSIVE: &[&str] = &["max_fails", "eject_for", "count_5xx"];
 const TIMEOUTS: &[&str] = &["connect", "read", "write", "idle"];
-const ROUTE: &[&str] = &[
+pub const ROUTE: &[&str] = &[
     "name",
     "base_path",
     "classes",

@@ -16,6 +16,9 @@ use std::time::Duration;
 use pingora::server::configuration::ServerConf;
 
 pub use build::DEFAULT_MAX_BODY;
+/// The keys the top level, a pool, a listener and a route accept (the property tests generate
+/// configs from them).
+pub use build::{LISTENER as LISTENER_KEYS, POOL as POOL_KEYS, ROUTE as ROUTE_KEYS, TOP as TOP_KEYS};
 pub use reader::{Problem, Problems};
 
 use crate::routing::Route;
