@@ -66,6 +66,7 @@ fn until_closed(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, Duration) {
     (out, start.elapsed())
 }
 
+/// The status of an answer, from its status line alone (`raw` may be the first bytes only).
 fn status_of(raw: &[u8]) -> u16 {
     String::from_utf8_lossy(raw)
         .split(' ')

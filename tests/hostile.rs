@@ -69,26 +69,6 @@ fn exchange_raw(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-fn parse(raw: &[u8]) -> Option<Response> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next()?;
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next()?.to_string();
-    let status = parts.next()?.parse().ok()?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    Some(Response {
-        version,
-        status,
-        headers,
-        body: raw[end + 4..].to_vec(),
-    })
-}
-
 const H: &str = "Host: scim.test\r\nConnection: close\r\n";
 
 fn get(target: &str) -> String {
@@ -456,7 +436,7 @@ fn every_hostile_request_gets_its_status_and_the_upstream_exactly_what_it_should
     for r in rows() {
         let before = rec.count();
         let raw = exchange_raw(px.addr, &r.request);
-        let got = parse(&raw);
+        let got = common::client::parse(&raw, false).ok();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             match (r.answer, &got) {
                 (Answer::Closed, None) => assert!(raw.is_empty(), "bytes without a head: {raw:?}"),

@@ -691,7 +691,7 @@ fn list_of(inner: BoxedStrategy<Yaml>) -> BoxedStrategy<Yaml> {
     prop::collection::vec(inner, 0..3).prop_map(Yaml::Sequence).boxed()
 }
 
-use scimitar::config::{LISTENER_KEYS, POOL_KEYS, ROUTE_KEYS, TOP_KEYS};
+use scimitar::config::keys;
 
 fn nested(key: &str, depth: u32) -> BoxedStrategy<Yaml> {
     if depth == 0 {
@@ -699,24 +699,12 @@ fn nested(key: &str, depth: u32) -> BoxedStrategy<Yaml> {
     }
     let d = depth - 1;
     match (key, depth) {
-        ("upstreams", _) => named(POOLS, section(POOL_KEYS, d)),
-        ("listeners", _) => list_of(section(LISTENER_KEYS, d)),
-        ("routes", _) => list_of(section(ROUTE_KEYS, d)),
-        ("health_check", _) => section(
-            &[
-                "type",
-                "path",
-                "interval",
-                "timeout",
-                "expect_status",
-                "rise",
-                "fall",
-                "host",
-            ],
-            d,
-        ),
-        ("passive", _) => section(&["max_fails", "eject_for", "count_5xx"], d),
-        ("timeouts", _) => section(&["connect", "read", "write", "idle"], d),
+        ("upstreams", _) => named(POOLS, section(keys::POOL, d)),
+        ("listeners", _) => list_of(section(keys::LISTENER, d)),
+        ("routes", _) => list_of(section(keys::ROUTE, d)),
+        ("health_check", _) => section(keys::HEALTH, d),
+        ("passive", _) => section(keys::PASSIVE, d),
+        ("timeouts", _) => section(keys::TIMEOUTS, d),
         ("tls", _) => section(
             &[
                 "cert",
@@ -730,27 +718,18 @@ fn nested(key: &str, depth: u32) -> BoxedStrategy<Yaml> {
             ],
             d,
         ),
-        ("affinity", _) => section(&["key", "pin_after_write"], d),
+        ("affinity", _) => section(keys::AFFINITY, d),
         // At the top (depth 4) `cache` and `rate_limits` are sections; in a route, a route's cache
         // and a list of policy names.
-        ("cache", 4) => section(&["max_size", "max_entry"], d),
-        ("cache", _) => section(
-            &[
-                "discovery",
-                "resources",
-                "write_through",
-                "ignore_cache_control",
-                "key_headers",
-            ],
-            d,
-        ),
-        ("rate_limits", 4) => section(&["store", "policies"], d),
-        ("policies", _) => named(POLICIES, section(&["key", "rate", "burst", "classes"], d)),
-        ("redis", _) => section(&["url", "timeout", "prefix", "backoff"], d),
+        ("cache", 4) => section(keys::CACHE, d),
+        ("cache", _) => section(keys::ROUTE_CACHE, d),
+        ("rate_limits", 4) => section(keys::LIMITS, d),
+        ("policies", _) => named(POLICIES, section(keys::POLICY, d)),
+        ("redis", _) => section(keys::REDIS, d),
         ("tenancy", _) => section(&["source", "header"], d),
         ("admin", _) => section(&["address", "token_sha256"], d),
-        ("access_log", _) => section(&["path", "queue"], d),
-        ("metrics", _) => section(&["tenant_label", "max_tenants"], d),
+        ("access_log", _) => section(keys::ACCESS_LOG, d),
+        ("metrics", _) => section(keys::METRICS, d),
         ("server", _) => section(
             &[
                 "threads",
@@ -768,7 +747,7 @@ fn nested(key: &str, depth: u32) -> BoxedStrategy<Yaml> {
 /// A whole config file: a tree from the grammar above, written as YAML, then sometimes damaged
 /// as text (a line dropped, doubled, mis-indented, its value replaced by an unset `${VAR}`).
 fn config_text() -> impl Strategy<Value = String> {
-    (section(TOP_KEYS, 4), 0u8..6, any::<prop::sample::Index>()).prop_map(|(tree, damage, at)| {
+    (section(keys::TOP, 4), 0u8..6, any::<prop::sample::Index>()).prop_map(|(tree, damage, at)| {
         let text = serde_yaml::to_string(&tree).unwrap_or_default();
         let mut lines: Vec<String> = text.lines().map(String::from).collect();
         if lines.is_empty() {

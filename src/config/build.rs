@@ -51,7 +51,7 @@ pub const POOL: &[&str] = &[
     "tenant_share",
     "tls",
 ];
-const HEALTH: &[&str] = &[
+pub const HEALTH: &[&str] = &[
     "type",
     "path",
     "interval",
@@ -72,8 +72,8 @@ pub const LISTENER: &[&str] = &[
     "max_connections",
     "queue_timeout",
 ];
-const PASSIVE: &[&str] = &["max_fails", "eject_for", "count_5xx"];
-const TIMEOUTS: &[&str] = &["connect", "read", "write", "idle"];
+pub const PASSIVE: &[&str] = &["max_fails", "eject_for", "count_5xx"];
+pub const TIMEOUTS: &[&str] = &["connect", "read", "write", "idle"];
 pub const ROUTE: &[&str] = &[
     "name",
     "base_path",
@@ -85,18 +85,18 @@ pub const ROUTE: &[&str] = &[
     "rate_limits",
     "cache",
 ];
-const CACHE: &[&str] = &["max_size", "max_entry"];
-const ROUTE_CACHE: &[&str] = &[
+pub const CACHE: &[&str] = &["max_size", "max_entry"];
+pub const ROUTE_CACHE: &[&str] = &[
     "discovery",
     "resources",
     "write_through",
     "ignore_cache_control",
     "key_headers",
 ];
-const AFFINITY: &[&str] = &["key", "pin_after_write"];
-const LIMITS: &[&str] = &["store", "policies"];
-const POLICY: &[&str] = &["key", "rate", "burst", "classes"];
-const REDIS: &[&str] = &["url", "timeout", "prefix", "backoff"];
+pub const AFFINITY: &[&str] = &["key", "pin_after_write"];
+pub const LIMITS: &[&str] = &["store", "policies"];
+pub const POLICY: &[&str] = &["key", "rate", "burst", "classes"];
+pub const REDIS: &[&str] = &["url", "timeout", "prefix", "backoff"];
 
 /// nginx's `client_max_body_size` default, so a drop-in replacement behaves the same.
 pub const DEFAULT_MAX_BODY: u64 = 1 << 20;

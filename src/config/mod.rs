@@ -16,9 +16,14 @@ use std::time::Duration;
 use pingora::server::configuration::ServerConf;
 
 pub use build::DEFAULT_MAX_BODY;
-/// The keys the top level, a pool, a listener and a route accept (the property tests generate
-/// configs from them).
-pub use build::{LISTENER as LISTENER_KEYS, POOL as POOL_KEYS, ROUTE as ROUTE_KEYS, TOP as TOP_KEYS};
+/// The keys each section accepts, as the builder checks them (the property tests generate
+/// configs from these lists, so they cannot drift from what a file may hold).
+pub mod keys {
+    pub use super::build::{
+        AFFINITY, CACHE, HEALTH, LIMITS, LISTENER, PASSIVE, POLICY, POOL, REDIS, ROUTE, ROUTE_CACHE, TIMEOUTS, TOP,
+    };
+    pub use super::observe::{ACCESS_LOG, METRICS};
+}
 pub use reader::{Problem, Problems};
 
 use crate::routing::Route;

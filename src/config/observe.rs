@@ -9,8 +9,8 @@ use crate::accesslog::{AccessLogConfig, Destination, DEFAULT_QUEUE};
 use crate::clientip::Cidr;
 use crate::metrics::MetricsConfig;
 
-const ACCESS_LOG: &[&str] = &["path", "queue"];
-const METRICS: &[&str] = &["tenant_label", "max_tenants"];
+pub const ACCESS_LOG: &[&str] = &["path", "queue"];
+pub const METRICS: &[&str] = &["tenant_label", "max_tenants"];
 /// Upper bound of `metrics.max_tenants`: each tracked tenant is a row (and, with the label,
 /// two series); a Prometheus server should not be handed more per instance.
 const MAX_TENANTS: u64 = 10_000;

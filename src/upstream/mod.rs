@@ -253,15 +253,13 @@ impl Pool {
             return None;
         }
         let now = passive::now_ms();
-        self.selector.pick(key, |i| {
-            self.servers[i].is_healthy() && !self.servers[i].is_ejected(now)
-        })
+        self.selector.pick(key, |i| self.servers[i].in_rotation(now))
     }
 
     /// The pinned server, if it is still a good choice: healthy, not ejected, not yet tried.
     pub fn pinned(&self, index: usize, tried: u64) -> Option<Pick> {
         let s = self.servers.get(index)?;
-        if tried & bit(index) != 0 || !s.is_healthy() || s.is_ejected(passive::now_ms()) {
+        if tried & bit(index) != 0 || !s.in_rotation(passive::now_ms()) {
             return None;
         }
         s.selected();

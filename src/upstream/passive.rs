@@ -71,6 +71,11 @@ impl ServerState {
         self.ejected_until.load(Relaxed) != 0
     }
 
+    /// Healthy on the active check and not passively ejected.
+    pub fn in_rotation(&self, now: u64) -> bool {
+        self.is_healthy() && !self.is_ejected(now)
+    }
+
     pub fn is_ejected(&self, now: u64) -> bool {
         let until = self.ejected_until.load(Relaxed);
         until != 0 && now < until

@@ -142,7 +142,8 @@ fn read_framed<S: Read>(s: &mut S, raw: &mut Vec<u8>, head: bool) -> std::io::Re
     }
 }
 
-fn parse(raw: &[u8], head: bool) -> std::io::Result<Response> {
+/// A raw answer as a [`Response`] (a chunked body de-chunked unless `head`).
+pub fn parse(raw: &[u8], head: bool) -> std::io::Result<Response> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
     let end = raw
         .windows(4)
