@@ -254,15 +254,14 @@ fn semantics(req: &httparse::Request<'_, '_>) -> Verdict {
             hosts += 1;
             host = h.value;
         } else if name.eq_ignore_ascii_case(b"content-length") {
-            for part in h.value.split(|&b| b == b',') {
-                let Some(n) = digits(trim(part)) else {
-                    return refuse(Reason::BadRequest, "Content-Length is not a plain number");
-                };
-                if length.is_some_and(|l| l != n) {
-                    return refuse(Reason::BadRequest, "two different Content-Length values");
-                }
-                length = Some(n);
+            let n = match content_length(h.value) {
+                Ok(n) => n,
+                Err(why) => return refuse(Reason::BadRequest, why),
+            };
+            if length.is_some_and(|l| l != n) {
+                return refuse(Reason::BadRequest, DIFFERENT_LENGTHS);
             }
+            length = Some(n);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             te_lines += 1;
             te_chunked = trim(h.value).eq_ignore_ascii_case(b"chunked");
@@ -389,6 +388,23 @@ fn trim(v: &[u8]) -> &[u8] {
     &v[start..end.max(start)]
 }
 
+const DIFFERENT_LENGTHS: &str = "two different Content-Length values";
+
+/// The length one `Content-Length` field states: plain digits, or a list of equal ones
+/// (`5, 5`, which RFC 9110 §8.6 allows); the error says why not. The proxy also uses it to
+/// forward one length for the duplicates the edge accepted.
+pub fn content_length(v: &[u8]) -> Result<u64, &'static str> {
+    let mut length = None;
+    for part in v.split(|&b| b == b',') {
+        let n = digits(trim(part)).ok_or("Content-Length is not a plain number")?;
+        if length.is_some_and(|l| l != n) {
+            return Err(DIFFERENT_LENGTHS);
+        }
+        length = Some(n);
+    }
+    length.ok_or("Content-Length is not a plain number")
+}
+
 /// A Content-Length as RFC 9110 writes it: digits only (no sign, no hex), within u64.
 fn digits(v: &[u8]) -> Option<u64> {
     if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
@@ -458,6 +474,8 @@ mod tests {
             r("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"),
             Some(Reason::NotImplemented)
         );
+        assert_eq!(content_length(b" 5 ,5"), Ok(5), "the one length the upstream is given");
+        assert!(content_length(b"").is_err() && content_length(b"5,").is_err() && content_length(b"5, 6").is_err());
         let old = b"POST /Users HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(reason(old), Some(Reason::BadRequest));
     }

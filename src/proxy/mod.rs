@@ -465,8 +465,8 @@ impl ProxyHttp for Scimitar {
         let mut lengths = up.headers.get_all(http::header::CONTENT_LENGTH).iter();
         if let (Some(first), second) = (lengths.next(), lengths.next()) {
             if second.is_some() || first.as_bytes().contains(&b',') {
-                let one = policy::single_length(first.as_bytes())
-                    .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "Content-Length"))?;
+                let one = crate::inbound::head::content_length(first.as_bytes())
+                    .map_err(|why| Error::explain(ErrorType::InvalidHTTPHeader, why))?;
                 up.insert_header(http::header::CONTENT_LENGTH, one)?;
             }
         }

@@ -62,12 +62,6 @@ pub fn may_have_reached_upstream(attempts: usize, etype: &ErrorType) -> bool {
     attempts > 0 && !is_connect_failure(etype) && !matches!(etype, ErrorType::HTTPStatus(_))
 }
 
-/// The one length in a `Content-Length` list the edge already checked to be equal (`5, 5`).
-pub fn single_length(v: &[u8]) -> Option<u64> {
-    let first = v.split(|&b| b == b',').next()?;
-    std::str::from_utf8(first).ok()?.trim().parse().ok()
-}
-
 /// The status the client gets for a proxying error; 0 means the client is gone.
 pub fn status_for(etype: &ErrorType, source: &ErrorSource) -> u16 {
     use ErrorType::*;
