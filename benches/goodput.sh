@@ -67,19 +67,24 @@ nginx_upstream() {
   printf '\n    keepalive 64;\n  }\n'
 }
 
-steady() {
-  cat >"$T/goodput-nginx.conf" <<NGX
+# nginx in front of the replicas as both scenarios run it: `nginx_conf NAME PORT SERVER_PARAMS
+# LOCATION_EXTRA REPLICA...` writes $T/NAME-nginx.conf (SERVER_PARAMS go on each upstream
+# `server`, LOCATION_EXTRA lines into the SCIM location).
+nginx_conf() {
+  local name=$1 port=$2 params=$3 extra=$4
+  shift 4
+  cat >"$T/$name-nginx.conf" <<NGX
 worker_processes 1;
 daemon off;
-pid $PWD/$T/goodput-nginx.pid;
-error_log $PWD/$T/goodput-nginx.err warn;
+pid $PWD/$T/$name-nginx.pid;
+error_log $PWD/$T/$name-nginx.err warn;
 events { worker_connections 4096; }
 http {
   access_log off;
   limit_req_zone \$http_authorization zone=per_token:10m rate=200r/s;
-  $(nginx_upstream scim "" "${REPLICAS[@]}")
+  $(nginx_upstream scim "$params" "$@")
   server {
-    listen 127.0.0.1:18110;
+    listen 127.0.0.1:$port;
     client_max_body_size 1m;
     location /v2/ {
       limit_req zone=per_token burst=400 nodelay;
@@ -88,11 +93,15 @@ http {
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header Host \$http_host;
-      proxy_read_timeout 55s;
+      proxy_read_timeout 55s;$extra
     }
   }
 }
 NGX
+}
+
+steady() {
+  nginx_conf goodput 18110 "" "" "${REPLICAS[@]}"
   $SERVE nginx -c "$PWD/$T/goodput-nginx.conf" -e "$PWD/$T/goodput-nginx.err" & pids+=($!)
 
   cat >"$T/goodput-scimitar.yaml" <<Y
@@ -206,33 +215,9 @@ write_roll_configs() {
   # nginx's default fail_timeout), the next server on errors and timeouts and on 502/503/504
   # answers, but never a POST/PATCH that was already sent (no `non_idempotent`); retries
   # bounded like scimitar's (retries: 2 → 3 tries).
-  cat >"$T/roll-nginx.conf" <<NGX
-worker_processes 1;
-daemon off;
-pid $PWD/$T/roll-nginx.pid;
-error_log $PWD/$T/roll-nginx.err warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  limit_req_zone \$http_authorization zone=per_token:10m rate=200r/s;
-  $(nginx_upstream scim " max_fails=3 fail_timeout=10s" "${ROLL[@]}")
-  server {
-    listen 127.0.0.1:$ROLL_NGINX;
-    client_max_body_size 1m;
-    location /v2/ {
-      limit_req zone=per_token burst=400 nodelay;
-      limit_req_status 429;
-      proxy_pass http://scim;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host \$http_host;
-      proxy_read_timeout 55s;
+  nginx_conf roll "$ROLL_NGINX" " max_fails=3 fail_timeout=10s" "
       proxy_next_upstream error timeout http_502 http_503 http_504;
-      proxy_next_upstream_tries 3;
-    }
-  }
-}
-NGX
+      proxy_next_upstream_tries 3;" "${ROLL[@]}"
   # The steady scenario's scimitar plus conf/scimitar.yaml's health check and passive ejection.
   cat >"$T/roll-scimitar.yaml" <<Y
 server: {threads: 1, pid_file: $PWD/$T/roll.pid, upgrade_sock: $PWD/$T/roll.sock}
