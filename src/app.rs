@@ -185,7 +185,7 @@ pub fn run(mut opt: Opt, mut cfg: Config, path: String, signals: Claimed) -> Res
 /// label) and the proxies whose `X-Forwarded-For` the access log believes.
 pub fn apply_observability(cfg: &Config) {
     crate::metrics::configure(&cfg.metrics, cfg.tenancy != crate::config::Tenancy::None);
-    crate::clientip::set_trusted(cfg.trusted_proxies.clone());
+    crate::clientip::configure(cfg.trusted_proxies.clone(), cfg.real_ip_header.clone());
 }
 
 /// The listeners as the admin page shows them: each with its handshake counters, and the

@@ -1,29 +1,49 @@
-//! The real client address behind trusted proxies: `X-Forwarded-For` is believed only when the
-//! TCP peer is one of `trusted_proxies`, and then only up to the first hop that is not trusted
-//! (read right to left, as nginx's `real_ip_recursive` does) — anything left of that hop was
-//! written by the client and could be forged.
+//! The real client address behind trusted proxies: the configured header (`real_ip_header`,
+//! `X-Forwarded-For` by default) is believed only when the TCP peer is one of
+//! `trusted_proxies`, and then only up to the first hop that is not trusted (read right to
+//! left, as nginx's `real_ip_recursive on` does) — anything left of that hop was written by
+//! the client and could be forged.
+//!
+//! [`real_client_ip`] is the one entry point: `client_ip` keys (affinity, rate limits), the
+//! access log and header rules' `$remote_addr` all call it.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use http::HeaderName;
 use once_cell::sync::Lazy;
 
-/// The `trusted_proxies` of the config in force (replaced whole on reload).
-static TRUSTED: Lazy<ArcSwap<Vec<Cidr>>> = Lazy::new(|| ArcSwap::from_pointee(Vec::new()));
+pub const DEFAULT_HEADER: HeaderName = HeaderName::from_static("x-forwarded-for");
 
-/// Sets the trusted proxies (at start, and by a reload).
-pub fn set_trusted(proxies: Vec<Cidr>) {
-    TRUSTED.store(Arc::new(proxies));
+/// `trusted_proxies` and `real_ip_header` of the config in force (replaced whole on reload).
+struct RealIp {
+    trusted: Vec<Cidr>,
+    header: HeaderName,
 }
 
-/// [`client_ip`] with the configured trusted proxies.
-pub fn real_client_ip<'a>(peer: IpAddr, headers: impl DoubleEndedIterator<Item = &'a [u8]>) -> IpAddr {
-    let trusted = TRUSTED.load();
-    if trusted.is_empty() {
+static REAL_IP: Lazy<ArcSwap<RealIp>> = Lazy::new(|| {
+    ArcSwap::from_pointee(RealIp {
+        trusted: Vec::new(),
+        header: DEFAULT_HEADER,
+    })
+});
+
+/// Sets the trusted proxies and the header they write (at start, and by a reload).
+pub fn configure(trusted: Vec<Cidr>, header: HeaderName) {
+    REAL_IP.store(Arc::new(RealIp { trusted, header }));
+}
+
+/// The client behind `peer` (the TCP peer's address), read from the request's `headers` with
+/// the configured trusted proxies and header. Without `trusted_proxies` this is `peer`, at the
+/// cost of one atomic load.
+pub fn real_client_ip(peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
+    let cfg = REAL_IP.load();
+    if cfg.trusted.is_empty() {
         return peer;
     }
-    client_ip(peer, headers, &trusted)
+    let values = headers.get_all(&cfg.header).iter().map(|v| v.as_bytes());
+    client_ip(peer, values, &cfg.trusted)
 }
 
 /// An IPv4 or IPv6 network, `10.0.0.0/8` or `2001:db8::/32` (a bare address is one host).
@@ -92,7 +112,7 @@ fn trusted(ip: IpAddr, proxies: &[Cidr]) -> bool {
     proxies.iter().any(|c| c.contains(ip))
 }
 
-/// One `X-Forwarded-For` item: an address, possibly with a port (`1.2.3.4:5`, `[::1]:5`).
+/// One hop of the header: an address, possibly with a port (`1.2.3.4:5`, `[::1]:5`).
 fn parse_hop(item: &[u8]) -> Option<IpAddr> {
     let s = std::str::from_utf8(item).ok()?.trim();
     if let Ok(ip) = s.parse() {
@@ -107,7 +127,8 @@ fn parse_hop(item: &[u8]) -> Option<IpAddr> {
 }
 
 /// The client's address: the peer itself unless it is a trusted proxy; then the rightmost
-/// `X-Forwarded-For` hop that is not trusted (`headers`: every X-Forwarded-For value, in order).
+/// hop that is not trusted (`headers`: every value of the client-address header, in order; an
+/// `X-Real-IP` holds one address, an `X-Forwarded-For` a comma list).
 /// An unreadable hop ends the walk at the last good one, since nothing further left can be
 /// believed either.
 pub fn client_ip<'a>(peer: IpAddr, headers: impl DoubleEndedIterator<Item = &'a [u8]>, proxies: &[Cidr]) -> IpAddr {
@@ -205,5 +226,41 @@ mod tests {
         assert_eq!(client_ip(ip("10.0.0.1"), xff(&[" , 1.2.3.4 ,"]), &t), ip("1.2.3.4"));
         // No trusted proxies: always the peer.
         assert_eq!(client_ip(ip("10.0.0.1"), xff(&["1.2.3.4"]), &[]), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn the_configured_header_names_the_client_of_a_trusted_peer() {
+        // The one test that sets the process-wide settings (others use `client_ip`).
+        let peer = ip("10.0.0.1");
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = http::HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(*k, http::HeaderValue::from_static(v));
+            }
+            h
+        };
+        let xff = headers(&[("x-forwarded-for", "6.6.6.6, 1.2.3.4"), ("x-forwarded-for", "10.0.0.9")]);
+        let real = headers(&[("x-real-ip", "198.51.100.7"), ("x-forwarded-for", "1.2.3.4")]);
+        let real_list = headers(&[("x-real-ip", "6.6.6.6, 198.51.100.8")]);
+
+        configure(Vec::new(), DEFAULT_HEADER);
+        assert_eq!(real_client_ip(peer, &xff), peer, "no trusted proxies: the peer");
+
+        configure(cidrs(&["10.0.0.0/8"]), DEFAULT_HEADER);
+        assert_eq!(real_client_ip(peer, &xff), ip("1.2.3.4"), "every field, from the right");
+        assert_eq!(real_client_ip(peer, &real), ip("1.2.3.4"), "X-Real-IP is not read");
+        assert_eq!(
+            real_client_ip(ip("203.0.113.1"), &xff),
+            ip("203.0.113.1"),
+            "untrusted peer"
+        );
+
+        configure(cidrs(&["10.0.0.0/8"]), HeaderName::from_static("x-real-ip"));
+        assert_eq!(real_client_ip(peer, &real), ip("198.51.100.7"), "a single address");
+        assert_eq!(real_client_ip(peer, &real_list), ip("198.51.100.8"), "or a list");
+        assert_eq!(real_client_ip(peer, &xff), peer, "X-Forwarded-For is not read");
+        assert_eq!(real_client_ip(ip("203.0.113.1"), &real), ip("203.0.113.1"));
+
+        configure(Vec::new(), DEFAULT_HEADER);
     }
 }

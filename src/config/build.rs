@@ -33,6 +33,7 @@ pub const TOP: &[&str] = &[
     "access_log",
     "metrics",
     "trusted_proxies",
+    "real_ip_header",
     "client",
 ];
 pub const POOL: &[&str] = &[
@@ -149,6 +150,7 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
     let access_log = r::get(top, "access_log").and_then(|v| super::observe::access_log(&mut p, v));
     let metrics = super::observe::metrics(&mut p, r::get(top, "metrics"));
     let trusted_proxies = super::observe::trusted_proxies(&mut p, r::get(top, "trusted_proxies"));
+    let real_ip_header = super::observe::real_ip_header(&mut p, top, &trusted_proxies);
     let client = super::client::client(&mut p, r::get(top, "client"));
 
     // A client-certificate header is removed before the proxy forwards, but keys are read
@@ -195,6 +197,7 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
             access_log,
             metrics,
             trusted_proxies,
+            real_ip_header,
             warnings: p.1,
             source: Arc::new(root.clone()),
             hash: 0,

@@ -50,8 +50,10 @@ pub struct Config {
     /// The JSON access log; `None` (the default) writes none.
     pub access_log: Option<crate::accesslog::AccessLogConfig>,
     pub metrics: crate::metrics::MetricsConfig,
-    /// Peers whose `X-Forwarded-For` is believed for the logged client address.
+    /// Peers whose [`Self::real_ip_header`] is believed for the client address (keys, logs).
     pub trusted_proxies: Vec<crate::clientip::Cidr>,
+    /// The header trusted proxies name the client in (`X-Forwarded-For` by default).
+    pub real_ip_header: http::HeaderName,
     /// Not errors, but worth an operator's attention (a certificate close to expiry).
     pub warnings: Vec<Problem>,
     /// The file as loaded (after `${ENV}` expansion), for the admin `GET /config`; shared, so

@@ -1,4 +1,5 @@
-//! The observability sections: `access_log`, `metrics` and `trusted_proxies`.
+//! The observability sections: `access_log`, `metrics`, and the real client address
+//! (`trusted_proxies`, `real_ip_header`).
 
 use std::path::{Path, PathBuf};
 
@@ -95,4 +96,29 @@ pub fn trusted_proxies(p: &mut Problems, v: Option<&Value>) -> Vec<Cidr> {
         .into_iter()
         .filter_map(|(at, s)| Cidr::parse(&s).map_err(|e| p.add(&at, e)).ok())
         .collect()
+}
+
+/// `real_ip_header: X-Real-IP` (default `X-Forwarded-For`): where trusted proxies name the client.
+pub fn real_ip_header(p: &mut Problems, top: &serde_yaml::Mapping, trusted: &[Cidr]) -> http::HeaderName {
+    let default = crate::clientip::DEFAULT_HEADER;
+    let Some(v) = r::get(top, "real_ip_header") else {
+        return default;
+    };
+    let Some(name) = r::string(p, "real_ip_header", v) else {
+        return default;
+    };
+    let Ok(header) = http::HeaderName::from_bytes(name.trim().as_bytes()) else {
+        p.add(
+            "real_ip_header",
+            format!("`{name}` is not a header name; write e.g. `X-Forwarded-For` or `X-Real-IP`"),
+        );
+        return default;
+    };
+    if trusted.is_empty() {
+        p.warn(
+            "real_ip_header",
+            "is only read from `trusted_proxies`, and none are listed; add the proxies' networks",
+        );
+    }
+    header
 }

@@ -25,6 +25,7 @@ fn observability_is_off_by_default() {
     assert_eq!(c.access_log, None);
     assert_eq!(c.metrics, crate::metrics::MetricsConfig::default());
     assert!(c.trusted_proxies.is_empty());
+    assert_eq!(c.real_ip_header, "x-forwarded-for");
 }
 
 #[test]
@@ -127,5 +128,27 @@ fn trusted_proxies_are_networks() {
     assert!(
         got.iter().any(|g| g.starts_with("trusted_proxies: expected a list")),
         "{got:?}"
+    );
+}
+
+#[test]
+fn real_ip_header_names_the_header_trusted_proxies_write() {
+    let c = with("trusted_proxies: [10.0.0.0/8]\nreal_ip_header: X-Real-IP\n").unwrap();
+    assert_eq!(c.real_ip_header, "x-real-ip");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let got = problems("trusted_proxies: [10.0.0.0/8]\nreal_ip_header: \"X Real IP\"\n");
+    assert!(
+        got.iter().any(|g| g.starts_with(
+            "real_ip_header: `X Real IP` is not a header name; write e.g. `X-Forwarded-For` or `X-Real-IP`"
+        )),
+        "{got:?}"
+    );
+    // Without trusted proxies nobody's header is read: worth a warning, not an error.
+    let c = with("real_ip_header: X-Real-IP\n").unwrap();
+    let w: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(
+        w.iter()
+            .any(|w| w.starts_with("real_ip_header: is only read from `trusted_proxies`")),
+        "{w:?}"
     );
 }

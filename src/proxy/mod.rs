@@ -165,7 +165,10 @@ impl Runtime {
         Facts {
             tenant: self.tenant(session, ctx),
             authorization: req.headers.get("authorization").map(|v| v.as_bytes()),
-            client_ip: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
+            client_ip: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| crate::clientip::real_client_ip(a.ip(), &req.headers)),
             headers: &req.headers,
             id: m.view.id.map(|s| s.of(path(session, ctx)).as_bytes()),
             class: m.view.class,

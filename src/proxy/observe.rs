@@ -166,12 +166,10 @@ pub fn finish(session: &Session, e: Option<&Error>, ctx: &mut Ctx, cache: &'stat
     let record = Record {
         unix_ms: crate::timefmt::unix_ms(std::time::SystemTime::now()).saturating_sub(micros / 1000),
         request_id: ctx.request_id.as_ref().map(|v| v.as_bytes()),
-        client_ip: session.client_addr().and_then(|a| a.as_inet()).map(|a| {
-            crate::clientip::real_client_ip(
-                a.ip(),
-                req.headers.get_all("x-forwarded-for").iter().map(|v| v.as_bytes()),
-            )
-        }),
+        client_ip: session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| crate::clientip::real_client_ip(a.ip(), &req.headers)),
         method: req.method.as_str(),
         path: req.uri.path().as_bytes(),
         query: req.uri.query().map(str::as_bytes),
