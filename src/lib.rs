@@ -11,6 +11,7 @@
 //! - [`upstream`]: pools, selection (round robin / Ketama), active and passive health.
 //! - [`keys`]: request keys (tenant, token, client IP, header, id, class) → keyed hashes.
 //! - [`affinity`]: read-your-writes pinning on top of consistent hashing.
+//! - [`token`]: bearer tokens known by their SHA-256 (digest, constant-time compare, `Bearer`).
 //! - [`ratelimit`]: GCRA policies, local (`governor`) or shared on Redis with local fallback.
 //! - [`cache`]: per-credential response cache for discovery and resource reads, invalidated
 //!   by writes.
@@ -60,4 +61,5 @@ pub mod shutdown;
 pub mod text;
 pub mod timefmt;
 pub mod tls;
+pub mod token;
 pub mod upstream;

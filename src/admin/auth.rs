@@ -1,8 +1,8 @@
 //! The optional admin token (`admin.token_sha256`). Only its SHA-256 is configured; a
-//! request's token is hashed and the digests compared in constant time, so neither the
-//! comparison's duration nor the file gives the token away.
+//! request's token is hashed and the digests compared in constant time ([`crate::token`]), so
+//! neither the comparison's duration nor the file gives the token away.
 
-use openssl::sha::sha256;
+use crate::token;
 
 /// The realm both challenges name; a browser shows it in its login prompt.
 pub const CHALLENGES: [&str; 2] = ["Bearer realm=\"scimitar admin\"", "Basic realm=\"scimitar admin\""];
@@ -13,7 +13,7 @@ pub fn allowed(expected: Option<&[u8; 32]>, authorization: Option<&http::HeaderV
         return true;
     };
     match authorization.and_then(|v| presented(v.as_bytes())) {
-        Some(token) => openssl::memcmp::eq(&sha256(&token), expected),
+        Some(t) => token::same(&token::digest(&t), expected),
         None => false,
     }
 }
@@ -22,11 +22,11 @@ pub fn allowed(expected: Option<&[u8; 32]>, authorization: Option<&http::HeaderV
 /// sends the latter after its login prompt (it never prompts for Bearer), which is how the
 /// status page and its `/status.json` refreshes work with a token set.
 fn presented(header: &[u8]) -> Option<Vec<u8>> {
+    if let Some(t) = token::bearer(header) {
+        return Some(t.to_vec());
+    }
     let space = header.iter().position(|&b| b == b' ')?;
     let (scheme, rest) = (&header[..space], header[space + 1..].trim_ascii());
-    if scheme.eq_ignore_ascii_case(b"bearer") {
-        return Some(rest.to_vec());
-    }
     if scheme.eq_ignore_ascii_case(b"basic") {
         let raw = openssl::base64::decode_block(std::str::from_utf8(rest).ok()?).ok()?;
         let colon = raw.iter().position(|&b| b == b':')?;
@@ -81,11 +81,6 @@ fn host_port<'a>(authority: &'a [u8], default: &'a [u8]) -> (&'a [u8], &'a [u8])
     }
 }
 
-/// `scimitar hash-token`: the hex SHA-256 that `admin.token_sha256` takes.
-pub fn hash_hex(token: &[u8]) -> String {
-    sha256(token).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,7 +91,7 @@ mod tests {
 
     #[test]
     fn bearer_or_basic_password_must_hash_to_the_digest() {
-        let d = sha256(b"s3cret");
+        let d = crate::token::digest(b"s3cret");
         assert!(allowed(None, None), "no token configured: open");
         assert!(!allowed(Some(&d), None));
         assert!(allowed(Some(&d), Some(&header("Bearer s3cret"))));
@@ -157,14 +152,6 @@ mod tests {
             ])
             .is_some(),
             "both must agree"
-        );
-    }
-
-    #[test]
-    fn hash_hex_is_the_sha256_in_lower_case() {
-        assert_eq!(
-            hash_hex(b"test"),
-            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
         );
     }
 }

@@ -31,7 +31,7 @@ use crate::reload::Reloader;
 use crate::runtime::Live;
 use crate::tls::rotate::Outcome;
 
-pub use auth::hash_hex as hash_token;
+pub use crate::token::hash_hex as hash_token;
 
 /// The status page, served as is: it has no external asset, so it works offline and behind
 /// the strict Content-Security-Policy below.

@@ -298,34 +298,13 @@ fn admin(p: &mut Problems, v: &Value) -> Option<Admin> {
     let token_sha256 = r::get(m, "token_sha256").and_then(|v| {
         let at = "admin.token_sha256";
         let hex = r::string(p, at, v)?;
-        let digest = sha256_hex(&hex);
-        if digest.is_none() {
-            p.add(
-                at,
-                "expected the token's SHA-256 as 64 hex digits; make it with `scimitar hash-token` (reads the token on stdin)",
-            );
-        }
-        digest
+        crate::token::parse_hex(&hex).map_err(|e| p.add(at, e)).ok()
     });
     let address = r::req(p, m, "admin", "address", "give e.g. `127.0.0.1:9090`", socket)?;
     Some(Admin {
         address: address.to_string(),
         token_sha256,
     })
-}
-
-/// 64 hex digits (either case) → 32 bytes.
-fn sha256_hex(s: &str) -> Option<[u8; 32]> {
-    let s = s.trim().as_bytes();
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (o, pair) in out.iter_mut().zip(s.chunks(2)) {
-        let digit = |c: u8| (c as char).to_digit(16);
-        *o = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
-    }
-    Some(out)
 }
 
 fn listeners(p: &mut Problems, top: &Mapping, pools: &[PoolConfig], admin: Option<SocketAddr>) -> Vec<Listener> {
