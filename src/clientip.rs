@@ -8,6 +8,7 @@
 //! access log and header rules' `$remote_addr` all call it.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -29,15 +30,23 @@ static REAL_IP: Lazy<ArcSwap<RealIp>> = Lazy::new(|| {
     })
 });
 
+/// Whether any proxy is trusted: without one, a request reads this flag and nothing else.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
 /// Sets the trusted proxies and the header they write (at start, and by a reload).
 pub fn configure(trusted: Vec<Cidr>, header: HeaderName) {
+    let active = !trusted.is_empty();
     REAL_IP.store(Arc::new(RealIp { trusted, header }));
+    ACTIVE.store(active, Ordering::Release);
 }
 
 /// The client behind `peer` (the TCP peer's address), read from the request's `headers` with
 /// the configured trusted proxies and header. Without `trusted_proxies` this is `peer`, at the
 /// cost of one atomic load.
 pub fn real_client_ip(peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
+    if !ACTIVE.load(Ordering::Acquire) {
+        return peer;
+    }
     let cfg = REAL_IP.load();
     if cfg.trusted.is_empty() {
         return peer;

@@ -12,6 +12,8 @@
 //! - [`keys`]: request keys (tenant, token, client IP, header, id, class) → keyed hashes.
 //! - [`affinity`]: read-your-writes pinning on top of consistent hashing.
 //! - [`token`]: bearer tokens known by their SHA-256 (digest, constant-time compare, `Bearer`).
+//! - [`edgeauth`]: a route's edge credential check (`auth`: bearer tokens accepted per route
+//!   or per tenant), before limits, cache and upstream.
 //! - [`ratelimit`]: GCRA policies, local (`governor`) or shared on Redis with local fallback.
 //! - [`cache`]: per-credential response cache for discovery and resource reads, invalidated
 //!   by writes.
@@ -27,7 +29,7 @@
 //! - [`l4`]: `protocol: tcp` listeners — raw TCP (or terminated TLS) forwarded to a pool.
 //! - [`metrics`]: Prometheus series (`/metrics`) and the status page's traffic totals.
 //! - [`accesslog`]: the JSON access log (bounded queue, writer thread, SIGUSR1 reopen);
-//!   [`clientip`] finds the client behind `trusted_proxies`.
+//!   [`clientip`] finds the client behind `trusted_proxies` (keys, logs, header rules).
 //! - [`admin`]: the admin listener — probes, the live status page and its JSON, the
 //!   effective config (secrets masked), an optional bearer token.
 //! - [`reload`]: SIGHUP / `POST /reload` — validate, build the next runtime, swap or refuse.
@@ -44,6 +46,7 @@ pub mod app;
 pub mod cache;
 pub mod clientip;
 pub mod config;
+pub mod edgeauth;
 pub mod h2c;
 pub mod inbound;
 pub mod keys;

@@ -271,6 +271,7 @@ impl Reloader {
         if let Some(m) = crate::metrics::get() {
             // Series of pools, servers and policies the new file dropped stop being exported.
             m.retain(&pools, &policies);
+            m.auth.retain(&crate::edgeauth::Counters::live(&next.router.routes));
         }
         crate::app::apply_observability(&cfg);
         self.live.store(next);

@@ -33,6 +33,8 @@ pub struct Runtime {
     pub client_cert_headers: Vec<http::HeaderName>,
     /// Timeouts and size limits for HTTP clients (read by each new request head).
     pub client: crate::config::client::ClientLimits,
+    /// Each route's edge credential series, indexed like the routes (`None`: no `auth`).
+    pub auth_counters: Vec<Option<crate::edgeauth::Counters>>,
     /// Which load of the file this is, and what it contained.
     pub loaded: Loaded,
     /// The file as loaded (after `${ENV}` expansion), for the admin `GET /config`.
@@ -202,6 +204,7 @@ pub async fn build(cfg: &Config, prev: Option<&Runtime>, loaded: Loaded) -> Resu
     }
     Ok(Runtime {
         router: Router::new(cfg.routes.clone()),
+        auth_counters: crate::edgeauth::Counters::for_routes(&cfg.routes),
         pools,
         tenancy: cfg.tenancy.clone(),
         limiter,

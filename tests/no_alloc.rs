@@ -1,6 +1,6 @@
 //! The per-request work scimitar adds must not allocate on the common path: routing and
-//! classification, key hashing, a rate-limit decision for a known key, and the access log's
-//! query redaction. Counted with a
+//! classification, key hashing, a rate-limit decision for a known key, the edge credential
+//! check, the real client IP, and the access log's query redaction. Counted with a
 //! global allocator, so this is exact, not timed.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -181,4 +181,57 @@ fn a_cache_key_and_a_hit_do_not_allocate() {
         assert!(cache.get(k, now).is_some());
     });
     assert_eq!(n, 0, "computing the key and finding a live entry allocate nothing");
+}
+
+#[test]
+fn the_edge_credential_check_does_not_allocate() {
+    use scimitar::edgeauth::{Credential, Reason, RouteAuth};
+    let credentials = (0..50)
+        .map(|i| Credential {
+            name: format!("idp-{i}"),
+            sha256: scimitar::token::digest(format!("token-{i}").as_bytes()),
+            tenant: (i == 7).then(|| "acme".to_string()),
+        })
+        .collect();
+    let auth = RouteAuth::new("scim".into(), credentials).unwrap();
+    let with = |v: &'static str| {
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, http::HeaderValue::from_static(v));
+        h
+    };
+    let (ok, bound, wrong, none) = (
+        with("Bearer token-42"),
+        with("Bearer token-7"),
+        with("Bearer token-x"),
+        http::HeaderMap::new(),
+    );
+    let n = allocations(|| {
+        assert_eq!(auth.check(&ok, Some(b"globex")), Ok(42));
+        assert_eq!(auth.check(&bound, Some(b"acme")), Ok(7));
+        assert_eq!(auth.check(&bound, Some(b"globex")), Err(Reason::Tenant));
+        assert_eq!(auth.check(&wrong, None), Err(Reason::Invalid));
+        assert_eq!(auth.check(&none, None), Err(Reason::Missing));
+        std::hint::black_box(auth.refusal(Reason::Invalid));
+    });
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn finding_the_real_client_ip_does_not_allocate() {
+    use scimitar::clientip::{configure, real_client_ip, Cidr};
+    let peer: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-real-ip", http::HeaderValue::from_static("198.51.100.7"));
+    configure(
+        vec![Cidr::parse("10.0.0.0/8").unwrap()],
+        http::HeaderName::from_static("x-real-ip"),
+    );
+    real_client_ip(peer, &headers); // the thread's first load registers it with the ArcSwap
+    let n = allocations(|| {
+        assert_eq!(
+            real_client_ip(peer, &headers),
+            "198.51.100.7".parse::<std::net::IpAddr>().unwrap()
+        );
+    });
+    assert_eq!(n, 0);
 }

@@ -647,6 +647,14 @@ fn value_for(key: &str) -> BoxedStrategy<Yaml> {
         "key_headers" => strings_of(&["X-Api-Key", "bad header"]),
         "cert" | "key_file" | "ca" => pick(&["/nonexistent/cert.pem", ""]),
         "trusted_proxies" => strings_of(&["10.0.0.0/8", "2001:db8::/32", "127.0.0.1", "300.0.0.0/8"]),
+        "real_ip_header" => pick(&["X-Real-IP", "X-Forwarded-For", "bad header"]),
+        "realm" => pick(&["scim", "a\"b", ""]),
+        "sha256" => pick(&[
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752",
+            "not-a-digest",
+        ]),
+        "tenant" => pick(&["acme", ""]),
         _ => odd(),
     }
 }
@@ -719,6 +727,8 @@ fn nested(key: &str, depth: u32) -> BoxedStrategy<Yaml> {
             d,
         ),
         ("affinity", _) => section(keys::AFFINITY, d),
+        ("auth", _) => section(keys::AUTH, d),
+        ("tokens", _) => list_of(section(keys::AUTH_TOKEN, d)),
         // At the top (depth 4) `cache` and `rate_limits` are sections; in a route, a route's cache
         // and a list of policy names.
         ("cache", 4) => section(keys::CACHE, d),

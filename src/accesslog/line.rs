@@ -6,7 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 /// The fields of every line, in the order they are written.
-pub const FIELDS: [&str; 24] = [
+pub const FIELDS: [&str; 25] = [
     "ts",
     "request_id",
     "client_ip",
@@ -21,6 +21,7 @@ pub const FIELDS: [&str; 24] = [
     "upstream_status",
     "upstream_ms",
     "tenant",
+    "credential",
     "endpoint",
     "operation",
     "attempts",
@@ -63,6 +64,8 @@ pub struct Record<'a> {
     pub upstream_status: Option<u16>,
     pub upstream_us: Option<u64>,
     pub tenant: Option<&'a [u8]>,
+    /// The name of the route's `auth.tokens` entry the request matched (never the token).
+    pub credential: Option<&'a str>,
     /// A metrics label value (plain word, written unescaped), like `operation`.
     pub endpoint: &'static str,
     pub operation: &'static str,
@@ -146,6 +149,8 @@ pub fn encode(r: &Record<'_>, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(b",\"tenant\":");
     opt_str(out, r.tenant);
+    out.extend_from_slice(b",\"credential\":");
+    opt_str(out, r.credential.map(str::as_bytes));
     out.extend_from_slice(b",\"endpoint\":");
     quoted(out, r.endpoint.as_bytes());
     out.extend_from_slice(b",\"operation\":");
@@ -305,6 +310,7 @@ mod tests {
             upstream_status: Some(200),
             upstream_us: Some(9_001),
             tenant: Some(b"acme"),
+            credential: Some("entra-acme"),
             endpoint: "users",
             operation: "deprovision",
             attempts: 1,
@@ -342,6 +348,7 @@ mod tests {
         assert_eq!(v["upstream_ms"], 9.001);
         assert_eq!(v["backend"], "[::1]:8001");
         assert_eq!(v["rate_limit"], "limited:per-ip");
+        assert_eq!(v["credential"], "entra-acme");
         assert_eq!(v["user_agent"], "Azure AD \"SCIM\"\u{1}\u{ff}");
         assert_eq!(v["error"], serde_json::Value::Null);
         assert!(!text.contains("SECRET"));
@@ -383,6 +390,7 @@ mod tests {
         r.upstream_status = None;
         r.upstream_us = None;
         r.rate_limit = RateLimit::None;
+        r.credential = None;
         r.duration_us = 7;
         r.bytes_out = u64::MAX;
         let mut out = Vec::new();
@@ -393,5 +401,6 @@ mod tests {
         assert_eq!(v["duration_ms"], 0.007);
         assert_eq!(v["bytes_out"], u64::MAX);
         assert_eq!(v["rate_limit"], "-");
+        assert_eq!(v["credential"], serde_json::Value::Null);
     }
 }

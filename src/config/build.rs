@@ -85,6 +85,7 @@ pub const ROUTE: &[&str] = &[
     "affinity",
     "rate_limits",
     "cache",
+    "auth",
 ];
 pub const CACHE: &[&str] = &["max_size", "max_entry"];
 pub const ROUTE_CACHE: &[&str] = &[
@@ -124,6 +125,7 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
     let routes = routes(&mut p, top, &upstreams, &rate_limits);
     let key_secret = r::opt(&mut p, top, "", "key_secret", "scimitar".to_string(), r::string);
     let tenancy = tenancy(&mut p, tenancy_v, &routes);
+    super::auth::tenants(&mut p, &routes, &tenancy);
     let cache = cache(&mut p, top, &routes);
     let shutdown_timeout = r::opt(
         &mut p,
@@ -867,6 +869,7 @@ fn routes(p: &mut Problems, top: &Mapping, pools: &[PoolConfig], limits: &RateLi
             Some(idx)
         });
         let route_cache = r::get(m, "cache").and_then(|v| route_cache(p, &join(&at, "cache"), v));
+        let auth = r::get(m, "auth").and_then(|v| super::auth::route_auth(p, &join(&at, "auth"), &name, v));
         if let (Some(base), Some(upstream)) = (base, upstream) {
             out.push(Route {
                 name,
@@ -878,6 +881,7 @@ fn routes(p: &mut Problems, top: &Mapping, pools: &[PoolConfig], limits: &RateLi
                 affinity,
                 limits: limits_v,
                 cache: route_cache,
+                auth,
             });
         }
     }

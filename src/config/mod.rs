@@ -3,6 +3,7 @@
 //! Pipeline: read file → expand `${ENV}` → parse YAML → [`build`] walks the tree, collecting
 //! every problem with its place in the file → [`Config`].
 
+mod auth;
 mod build;
 pub mod client;
 mod observe;
@@ -19,6 +20,7 @@ pub use build::DEFAULT_MAX_BODY;
 /// The keys each section accepts, as the builder checks them (the property tests generate
 /// configs from these lists, so they cannot drift from what a file may hold).
 pub mod keys {
+    pub use super::auth::{AUTH, AUTH_TOKEN};
     pub use super::build::{
         AFFINITY, CACHE, HEALTH, LIMITS, LISTENER, PASSIVE, POLICY, POOL, REDIS, ROUTE, ROUTE_CACHE, TIMEOUTS, TOP,
     };

@@ -381,6 +381,7 @@ fn log_refusal(stream: &Stream, r: &Refusal, id: &[u8], bytes_out: usize, since:
         upstream_status: None,
         upstream_us: None,
         tenant: None,
+        credential: None,
         endpoint: "-",
         operation: "-",
         attempts: 0,

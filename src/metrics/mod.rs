@@ -11,6 +11,7 @@
 //! The registry is scimitar's own (not the `prometheus` crate's default one), created by the
 //! first [`get`] and shared by every pool table, so series survive config reloads.
 
+pub mod auth;
 pub mod deprovision;
 pub mod labels;
 pub mod page;
@@ -46,6 +47,8 @@ pub enum Refusal {
     RateLimited(usize),
     /// The pool was full and its queue too (503).
     Shed,
+    /// The route's edge credential check refused it (401 or 403).
+    Auth(crate::edgeauth::Reason),
 }
 
 impl Refusal {
@@ -55,6 +58,9 @@ impl Refusal {
             Refusal::TooLarge => "too_large",
             Refusal::RateLimited(_) => "rate_limit",
             Refusal::Shed => "shed",
+            Refusal::Auth(crate::edgeauth::Reason::Missing) => "auth_missing",
+            Refusal::Auth(crate::edgeauth::Reason::Invalid) => "auth_invalid",
+            Refusal::Auth(crate::edgeauth::Reason::Tenant) => "auth_tenant",
         }
     }
 
@@ -82,6 +88,7 @@ pub struct Metrics {
     /// The table of requests no route took (`upstream=""`).
     unrouted: Option<PoolMetrics>,
     pub page: page::Page,
+    pub auth: auth::AuthMetrics,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
@@ -188,6 +195,7 @@ impl Metrics {
             no_route,
             unrouted: None,
             page: page::Page::default(),
+            auth: auth::AuthMetrics::new(&r)?,
             registry: r,
         };
         m.unrouted = Some(PoolMetrics::unrouted(&m)?);

@@ -1,6 +1,7 @@
 //! The Pingora `ProxyHttp` glue. Each hook asks a pure function (routing, classification,
 //! [`policy`], keys, limits, the pool) and applies the answer; no decisions are made here.
 
+mod auth;
 mod cache;
 pub mod headers;
 mod limits;
@@ -266,6 +267,14 @@ impl ProxyHttp for Scimitar {
         let Some(route) = rt.router.routes.get(m.route) else {
             return Error::e_explain(ErrorType::InternalError, "route index");
         };
+
+        // 0. Credentials: a request the route's `auth` refuses goes no further.
+        if let Some(auth) = &route.auth {
+            if let Some(e) = rt.edge_auth(session, ctx, m.route, auth) {
+                respond(session, ctx, e).await?;
+                return Ok(true);
+            }
+        }
 
         // 1. Size: refuse before anything reaches an upstream.
         let max_body = route.max_body_for(m.view.class);

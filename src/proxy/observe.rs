@@ -29,6 +29,8 @@ pub struct Obs {
     body: Option<Vec<u8>>,
     deprovision: bool,
     pub refusal: Option<Refusal>,
+    /// The route's `auth` accepted the request with this credential (index in its tokens).
+    pub credential: Option<usize>,
     /// Some policy counted this request (a refusal is in `refusal`).
     limited: bool,
     first_attempt: Option<Instant>,
@@ -182,6 +184,10 @@ pub fn finish(session: &Session, e: Option<&Error>, ctx: &mut Ctx, cache: &'stat
         upstream_status: ctx.obs.upstream_status,
         upstream_us: ctx.obs.upstream_us,
         tenant,
+        credential: ctx.obs.credential.and_then(|i| {
+            let c = rt.route(ctx)?.auth.as_ref()?.credentials.get(i)?;
+            Some(c.name.as_str())
+        }),
         endpoint: endpoint.as_str(),
         operation: op.as_str(),
         attempts: ctx.attempts,

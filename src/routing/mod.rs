@@ -89,6 +89,8 @@ pub struct Route {
     pub limits: Vec<usize>,
     /// Response caching for this route's reads (`None`: off).
     pub cache: Option<crate::cache::RouteCache>,
+    /// The edge credential check (`None`: the route is open).
+    pub auth: Option<crate::edgeauth::RouteAuth>,
 }
 
 impl Route {
@@ -104,6 +106,7 @@ impl Route {
             affinity: None,
             limits: Vec::new(),
             cache: None,
+            auth: None,
         }
     }
 

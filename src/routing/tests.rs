@@ -13,6 +13,7 @@ fn router() -> Router {
         affinity: None,
         limits: vec![],
         cache: None,
+        auth: None,
     };
     Router::new(vec![
         route("bulk", "/scim/v2", C::Bulk.bit(), Method::Post.bit(), 1),
@@ -490,6 +491,7 @@ fn outside_every_base_path_is_not_scim() {
         affinity: None,
         limits: vec![],
         cache: None,
+        auth: None,
     }]);
     assert_eq!(only_bulk.find(Method::Get, "/scim/v2/Users"), Err(NoRoute::Filtered));
 }

@@ -22,6 +22,8 @@ pub struct ScimError {
     pub scim_type: Option<&'static str>,
     /// Seconds, sent as `Retry-After` (429 and 503).
     pub retry_after: Option<u64>,
+    /// `WWW-Authenticate` (401 and 403 of the edge credential check).
+    pub challenge: Option<http::HeaderValue>,
 }
 
 impl ScimError {
@@ -31,6 +33,7 @@ impl ScimError {
             detail: detail.into(),
             scim_type: None,
             retry_after: None,
+            challenge: None,
         }
     }
 
@@ -44,6 +47,11 @@ impl ScimError {
 
     pub fn retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs.max(1));
+        self
+    }
+
+    pub fn challenge(mut self, v: http::HeaderValue) -> Self {
+        self.challenge = Some(v);
         self
     }
 
@@ -73,6 +81,9 @@ impl ScimError {
         h.insert_header("cache-control", "no-store")?;
         if let Some(s) = self.retry_after {
             h.insert_header("retry-after", s.to_string())?;
+        }
+        if let Some(c) = &self.challenge {
+            h.insert_header(http::header::WWW_AUTHENTICATE, c.clone())?;
         }
         Ok(h)
     }
