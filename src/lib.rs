@@ -7,7 +7,9 @@
 //! # Layout
 //! - [`config`]: the YAML file → validated runtime model (`-t` lists every problem).
 //! - [`scim`]: protocol knowledge — path normalisation, classification, SCIM error bodies.
-//! - [`routing`]: base-path templates and first-match routes → pool.
+//! - [`routing`]: base-path templates and first-match routes → pool; a route's upstream
+//!   base path and the answers a route makes itself (`return`).
+//! - [`header_rules`]: per-route request and response header rules, compiled at load.
 //! - [`upstream`]: pools, selection (round robin / Ketama), active and passive health.
 //! - [`keys`]: request keys (tenant, token, client IP, header, id, class) → keyed hashes.
 //! - [`affinity`]: read-your-writes pinning on top of consistent hashing.
@@ -48,6 +50,7 @@ pub mod clientip;
 pub mod config;
 pub mod edgeauth;
 pub mod h2c;
+pub mod header_rules;
 pub mod inbound;
 pub mod keys;
 pub mod l4;

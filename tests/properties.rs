@@ -655,6 +655,37 @@ fn value_for(key: &str) -> BoxedStrategy<Yaml> {
             "not-a-digest",
         ]),
         "tenant" => pick(&["acme", ""]),
+        "upstream_base_path" => pick(&["/v2", "/{tenant}/v2", "/", "v2", "/a//b", "/{org}"]),
+        "status" => prop_oneof![Just(403u64), Just(204), Just(200), Just(301), Just(101), Just(700)]
+            .prop_map(|n| Yaml::Number(n.into()))
+            .boxed(),
+        "return" => prop_oneof![value_for("status"), section(&["status", "detail"], 1)].boxed(),
+        "detail" => pick(&["gone", ""]),
+        "remove" => strings_of(&["Server", "Host", "X-Request-Id", "Connection", "bad header"]),
+        "set" | "add" => prop::collection::vec(
+            (
+                prop::sample::select(&["X-Real-IP", "Host", "X-Forwarded-For", "Content-Length", "bad header"][..]),
+                pick(&[
+                    "$remote_addr",
+                    "$tenant",
+                    "$http_x_a-$host",
+                    "$nope",
+                    "$",
+                    "${host",
+                    "",
+                    "$$x",
+                ]),
+            ),
+            0..3,
+        )
+        .prop_map(|kv| {
+            let mut m = Mapping::new();
+            for (k, v) in kv {
+                m.insert(Yaml::String(k.to_string()), v);
+            }
+            Yaml::Mapping(m)
+        })
+        .boxed(),
         _ => odd(),
     }
 }
@@ -729,6 +760,8 @@ fn nested(key: &str, depth: u32) -> BoxedStrategy<Yaml> {
         ("affinity", _) => section(keys::AFFINITY, d),
         ("auth", _) => section(keys::AUTH, d),
         ("tokens", _) => list_of(section(keys::AUTH_TOKEN, d)),
+        ("headers", _) => section(keys::HEADERS, d),
+        ("request" | "response", _) => section(keys::HEADER_RULES, d),
         // At the top (depth 4) `cache` and `rate_limits` are sections; in a route, a route's cache
         // and a list of policy names.
         ("cache", 4) => section(keys::CACHE, d),

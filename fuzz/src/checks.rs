@@ -275,7 +275,15 @@ pub fn check_config(text: &str) {
             assert!(!cfg.listeners.is_empty(), "{text:?}: loaded with no listener");
             assert!(!cfg.routes.is_empty(), "{text:?}: loaded with no route");
             for r in &cfg.routes {
-                assert!(r.upstream < cfg.upstreams.len(), "{text:?}: route {} → no pool", r.name);
+                // A route either proxies to a pool or answers everything itself (`return`).
+                match r.upstream {
+                    Some(u) => assert!(u < cfg.upstreams.len(), "{text:?}: route {} → no pool", r.name),
+                    None => assert!(
+                        r.answer.is_some(),
+                        "{text:?}: route {} has no pool and no answer",
+                        r.name
+                    ),
+                }
                 assert!(r.limits.iter().all(|&i| i < cfg.rate_limits.policies.len()), "{text:?}");
             }
             for l in &cfg.listeners {

@@ -86,6 +86,9 @@ pub const ROUTE: &[&str] = &[
     "rate_limits",
     "cache",
     "auth",
+    "headers",
+    "upstream_base_path",
+    "return",
 ];
 pub const CACHE: &[&str] = &["max_size", "max_entry"];
 pub const ROUTE_CACHE: &[&str] = &[
@@ -122,10 +125,17 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
     let listeners = listeners(&mut p, top, &upstreams, admin_addr);
     let tenancy_v = r::get(top, "tenancy");
     let rate_limits = rate_limits(&mut p, top);
-    let routes = routes(&mut p, top, &upstreams, &rate_limits);
+    // Headers that carry a verified client certificate: no key or header rule may use them.
+    let forwarded: Vec<&str> = listeners
+        .iter()
+        .filter_map(|l| l.tls.as_ref()?.forward_client_cert.as_ref())
+        .map(|h| h.as_str())
+        .collect();
+    let routes = routes(&mut p, top, &upstreams, &rate_limits, &forwarded);
     let key_secret = r::opt(&mut p, top, "", "key_secret", "scimitar".to_string(), r::string);
     let tenancy = tenancy(&mut p, tenancy_v, &routes);
     super::auth::tenants(&mut p, &routes, &tenancy);
+    super::headers::check_tenant(&mut p, &routes, &tenancy);
     let cache = cache(&mut p, top, &routes);
     let shutdown_timeout = r::opt(
         &mut p,
@@ -157,11 +167,6 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
 
     // A client-certificate header is removed before the proxy forwards, but keys are read
     // before that: keying on it would key on whatever the client wrote there.
-    let forwarded: Vec<&str> = listeners
-        .iter()
-        .filter_map(|l| l.tls.as_ref()?.forward_client_cert.as_ref())
-        .map(|h| h.as_str())
-        .collect();
     let spoofable = |k: &[KeySource]| {
         k.iter()
             .any(|s| matches!(s, KeySource::Header(h) if forwarded.contains(&h.as_str())))
@@ -782,7 +787,13 @@ fn timeouts(p: &mut Problems, at: &str, pool: &Mapping) -> Timeouts {
     t
 }
 
-fn routes(p: &mut Problems, top: &Mapping, pools: &[PoolConfig], limits: &RateLimits) -> Vec<Route> {
+fn routes(
+    p: &mut Problems,
+    top: &Mapping,
+    pools: &[PoolConfig],
+    limits: &RateLimits,
+    cert_headers: &[&str],
+) -> Vec<Route> {
     let mut out = Vec::new();
     let Some(list) = r::req(
         p,
@@ -828,14 +839,24 @@ fn routes(p: &mut Problems, top: &Mapping, pools: &[PoolConfig], limits: &RateLi
             }
             Some(bits)
         });
-        let upstream = r::req(
-            p,
-            m,
-            &at,
-            "upstream",
-            "name the pool from `upstreams` that serves this route",
-            |p, path, v| pool_ref(p, path, v, pools),
-        );
+        let answer = r::get(m, "return").and_then(|v| super::rewrite::answer(p, &join(&at, "return"), v));
+        let upstream = if r::get(m, "return").is_some() {
+            super::rewrite::return_only(p, &at, m);
+            None
+        } else {
+            r::req(
+                p,
+                m,
+                &at,
+                "upstream",
+                "name the pool from `upstreams` that serves this route (or give it a `return`)",
+                |p, path, v| pool_ref(p, path, v, pools),
+            )
+        };
+        let upstream_base = r::get(m, "upstream_base_path")
+            .and_then(|v| super::rewrite::upstream_base_path(p, &join(&at, "upstream_base_path"), v, base.as_ref()));
+        let headers =
+            r::get(m, "headers").and_then(|v| super::headers::route_headers(p, &join(&at, "headers"), v, cert_headers));
         let max_body = r::opt(p, m, &at, "max_body", [DEFAULT_MAX_BODY; 9], max_body);
         let affinity = r::get(m, "affinity").and_then(|v| affinity(p, &join(&at, "affinity"), v));
         if let (Some(_), Some(u)) = (&affinity, upstream.and_then(|i| pools.get(i))) {
@@ -870,7 +891,7 @@ fn routes(p: &mut Problems, top: &Mapping, pools: &[PoolConfig], limits: &RateLi
         });
         let route_cache = r::get(m, "cache").and_then(|v| route_cache(p, &join(&at, "cache"), v));
         let auth = r::get(m, "auth").and_then(|v| super::auth::route_auth(p, &join(&at, "auth"), &name, v));
-        if let (Some(base), Some(upstream)) = (base, upstream) {
+        if let (Some(base), true) = (base, upstream.is_some() || answer.is_some()) {
             out.push(Route {
                 name,
                 base,
@@ -882,6 +903,9 @@ fn routes(p: &mut Problems, top: &Mapping, pools: &[PoolConfig], limits: &RateLi
                 limits: limits_v,
                 cache: route_cache,
                 auth,
+                headers,
+                upstream_base,
+                answer,
             });
         }
     }

@@ -6,8 +6,10 @@
 mod auth;
 mod build;
 pub mod client;
+mod headers;
 mod observe;
 pub mod reader;
+mod rewrite;
 mod tls;
 pub mod units;
 
@@ -24,6 +26,7 @@ pub mod keys {
     pub use super::build::{
         AFFINITY, CACHE, HEALTH, LIMITS, LISTENER, PASSIVE, POLICY, POOL, REDIS, ROUTE, ROUTE_CACHE, TIMEOUTS, TOP,
     };
+    pub use super::headers::{HEADERS, HEADER_RULES};
     pub use super::observe::{ACCESS_LOG, METRICS};
 }
 pub use reader::{Problem, Problems};
@@ -291,6 +294,8 @@ fn hash_text(text: &str) -> u64 {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_headers;
 #[cfg(test)]
 mod tests_observe;
 #[cfg(test)]

@@ -49,6 +49,8 @@ pub enum Refusal {
     Shed,
     /// The route's edge credential check refused it (401 or 403).
     Auth(crate::edgeauth::Reason),
+    /// A `return` route answered it itself.
+    Returned,
 }
 
 impl Refusal {
@@ -61,6 +63,7 @@ impl Refusal {
             Refusal::Auth(crate::edgeauth::Reason::Missing) => "auth_missing",
             Refusal::Auth(crate::edgeauth::Reason::Invalid) => "auth_invalid",
             Refusal::Auth(crate::edgeauth::Reason::Tenant) => "auth_tenant",
+            Refusal::Returned => "return",
         }
     }
 
@@ -85,6 +88,7 @@ pub struct Metrics {
     config_success: Gauge,
     pub access_log_dropped: IntCounter,
     no_route: IntCounter,
+    returned: IntCounter,
     /// The table of requests no route took (`upstream=""`).
     unrouted: Option<PoolMetrics>,
     pub page: page::Page,
@@ -132,10 +136,11 @@ impl Metrics {
         let rejected = counter_vec(
             &r,
             "scimitar_rejected_requests_total",
-            "Requests the proxy refused itself: reason rate_limit (by policy), shed (by pool), too_large (by pool), no_route",
+            "Requests the proxy refused itself: reason rate_limit (by policy), shed (by pool), too_large (by pool), no_route, return (a `return` route)",
             &["reason", "upstream", "policy"],
         )?;
         let no_route = rejected.get_metric_with_label_values(&["no_route", "", ""])?;
+        let returned = rejected.get_metric_with_label_values(&["return", "", ""])?;
         let mut m = Metrics {
             requests: counter_vec(
                 &r,
@@ -193,6 +198,7 @@ impl Metrics {
             )?,
             access_log_dropped,
             no_route,
+            returned,
             unrouted: None,
             page: page::Page::default(),
             auth: auth::AuthMetrics::new(&r)?,
@@ -219,6 +225,7 @@ impl Metrics {
         }
         match (r.refusal, pool) {
             (Some(Refusal::NoRoute), _) => self.no_route.inc(),
+            (Some(Refusal::Returned), _) => self.returned.inc(),
             (Some(Refusal::TooLarge), Some(p)) => p.too_large(),
             (Some(Refusal::Shed), Some(p)) => p.shed(),
             _ => {}

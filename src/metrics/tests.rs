@@ -126,6 +126,9 @@ fn refusals_are_counted_by_reason() {
     r.refusal = Some(Refusal::NoRoute);
     r.status = 404;
     m.record(None, &r);
+    r.refusal = Some(Refusal::Returned);
+    r.status = 403;
+    m.record(None, &r);
     let s = series(&text(&m));
     let get = |k: &str| s.get(k).copied().unwrap_or(-1.0);
     assert_eq!(
@@ -142,6 +145,10 @@ fn refusals_are_counted_by_reason() {
     );
     assert_eq!(
         get(r#"scimitar_rejected_requests_total{policy="",reason="no_route",upstream=""}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"scimitar_rejected_requests_total{policy="",reason="return",upstream=""}"#),
         1.0
     );
     let page = m.page.json();

@@ -11,7 +11,7 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 
-use super::headers::{self, X_CACHE};
+use super::headers::X_CACHE;
 use super::{answer_headers, path, Ctx};
 use crate::cache::{rules, Cache, Deps, Entry, KeyParts, Kind, RouteCache, Scope};
 use crate::config::Tenancy;
@@ -398,7 +398,7 @@ async fn serve(session: &mut Session, ctx: &mut Ctx, e: &Arc<Entry>) -> Result<(
     let mut add = answer_headers(ctx)?;
     add.set(header::AGE, http::HeaderValue::from(e.stored.elapsed().as_secs()));
     add.set(X_CACHE, http::HeaderValue::from_static("HIT"));
-    headers::apply_to_response(&mut h, add)?;
+    super::rewrite::answer_with_rules(session, ctx, &mut h, add)?;
     session.write_response_header(Box::new(h), not_modified).await?;
     if !not_modified {
         session.write_response_body(Some(e.body.clone()), true).await?;

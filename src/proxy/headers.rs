@@ -13,6 +13,8 @@ use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::Result;
 
+use crate::header_rules::{RuleSet, Vars};
+
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -44,7 +46,12 @@ impl Additions {
 }
 
 /// Sets (replacing) each header on a request about to go upstream.
-pub fn apply_to_request(up: &mut RequestHeader, mut add: Additions) -> Result<()> {
+pub fn apply_to_request(up: &mut RequestHeader, add: Additions) -> Result<()> {
+    apply_to_request_with(up, add, None)
+}
+
+/// [`apply_to_request`], then a route's request rules (in the same pass over the header).
+pub fn apply_to_request_with(up: &mut RequestHeader, mut add: Additions, rules: Rules<'_>) -> Result<()> {
     let plain = up.send_end_stream().is_none()
         && up
             .uri
@@ -54,34 +61,53 @@ pub fn apply_to_request(up: &mut RequestHeader, mut add: Additions) -> Result<()
         for (n, v) in add.drain() {
             up.insert_header(n, v)?;
         }
-        return Ok(());
+        return match rules {
+            Some((r, vars)) => r.apply(up, vars),
+            None => Ok(()),
+        };
     }
     let blank = RequestHeader::from(http::Request::new(()).into_parts().0);
     let mut parts: http::request::Parts = std::mem::replace(up, blank).into();
-    parts.headers.reserve(add.len);
-    for (n, v) in add.drain() {
-        parts.headers.insert(n, v);
-    }
+    let done = edit(&mut parts.headers, add, rules);
     *up = RequestHeader::from(parts);
-    Ok(())
+    done
 }
 
 /// Sets (replacing) each header on a response about to go downstream.
-pub fn apply_to_response(resp: &mut ResponseHeader, mut add: Additions) -> Result<()> {
+pub fn apply_to_response(resp: &mut ResponseHeader, add: Additions) -> Result<()> {
+    apply_to_response_with(resp, add, None)
+}
+
+/// [`apply_to_response`], then a route's response rules (in the same pass over the header).
+pub fn apply_to_response_with(resp: &mut ResponseHeader, mut add: Additions, rules: Rules<'_>) -> Result<()> {
     if resp.get_reason_phrase() != resp.status.canonical_reason() {
         for (n, v) in add.drain() {
             resp.insert_header(n, v)?;
         }
-        return Ok(());
+        return match rules {
+            Some((r, vars)) => r.apply(resp, vars),
+            None => Ok(()),
+        };
     }
     let blank = ResponseHeader::from(http::Response::new(()).into_parts().0);
     let mut parts: http::response::Parts = std::mem::replace(resp, blank).into();
-    parts.headers.reserve(add.len);
-    for (n, v) in add.drain() {
-        parts.headers.insert(n, v);
-    }
+    let done = edit(&mut parts.headers, add, rules);
     *resp = ResponseHeader::from(parts);
-    Ok(())
+    done
+}
+
+/// A route's rules for this direction and the request's variables, when it has any.
+pub type Rules<'a> = Option<(&'a RuleSet, &'a Vars<'a>)>;
+
+fn edit(headers: &mut http::HeaderMap, mut add: Additions, rules: Rules<'_>) -> Result<()> {
+    headers.reserve(add.len + rules.map_or(0, |(r, _)| r.len_hint()));
+    for (n, v) in add.drain() {
+        headers.insert(n, v);
+    }
+    match rules {
+        Some((r, vars)) => r.apply(headers, vars),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

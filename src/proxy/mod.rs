@@ -8,6 +8,7 @@ mod limits;
 mod observe;
 pub mod policy;
 pub mod request_id;
+mod rewrite;
 mod slots;
 
 use std::sync::Arc;
@@ -125,20 +126,29 @@ fn answer_headers(ctx: &mut Ctx) -> Result<Additions> {
     Ok(add)
 }
 
-/// Writes a SCIM error answer from a request filter, with the request id and any rate-limit
-/// headers already decided. The connection stays open only when no unread request body could
-/// be left on it.
+/// Writes a SCIM error answer from a request filter, with the request id, any rate-limit
+/// headers already decided and the route's response rules.
 pub async fn respond(session: &mut Session, ctx: &mut Ctx, err: &ScimError) -> Result<()> {
     let body = err.body();
     let mut header = err.header(body.len())?;
-    headers::apply_to_response(&mut header, answer_headers(ctx)?)?;
+    let add = answer_headers(ctx)?;
+    rewrite::answer_with_rules(session, ctx, &mut header, add)?;
+    send(session, header, Some(body)).await
+}
+
+/// Writes an answer the proxy made. The connection stays open only when no unread request
+/// body could be left on it.
+async fn send(session: &mut Session, header: ResponseHeader, body: Option<Bytes>) -> Result<()> {
     let has_body = session.req_header().headers.contains_key("content-length")
         || session.req_header().headers.contains_key("transfer-encoding");
     if has_body {
         session.set_keepalive(None);
     }
-    session.write_response_header(Box::new(header), false).await?;
-    session.write_response_body(Some(body), true).await
+    session.write_response_header(Box::new(header), body.is_none()).await?;
+    match body {
+        Some(b) => session.write_response_body(Some(b), true).await,
+        None => Ok(()),
+    }
 }
 
 impl Runtime {
@@ -147,7 +157,7 @@ impl Runtime {
     }
 
     fn pool(&self, ctx: &Ctx) -> Option<&Pool> {
-        self.pools.get(self.route(ctx)?.upstream).map(|p| p.as_ref())
+        self.pools.get(self.route(ctx)?.upstream?).map(|p| p.as_ref())
     }
 
     fn tenant<'a>(&self, session: &'a Session, ctx: &'a Ctx) -> Option<&'a [u8]> {
@@ -268,6 +278,14 @@ impl ProxyHttp for Scimitar {
             return Error::e_explain(ErrorType::InternalError, "route index");
         };
 
+        // A `return` route answers everything itself, first (nginx's `return` runs before its
+        // access checks).
+        if let Some(answer) = &route.answer {
+            ctx.obs.refusal = Some(Refusal::Returned);
+            rewrite::answer_fixed(session, ctx, answer).await?;
+            return Ok(true);
+        }
+
         // 0. Credentials: a request the route's `auth` refuses goes no further.
         if let Some(auth) = &route.auth {
             if let Some(e) = rt.edge_auth(session, ctx, m.route, auth) {
@@ -316,8 +334,7 @@ impl ProxyHttp for Scimitar {
         // 4. Ring key (for upstream_peer and for pins after writes): the route's affinity
         //    sources, or the default chain on a consistent pool; round robin needs none.
         let consistent = rt
-            .pools
-            .get(route.upstream)
+            .pool(ctx)
             .is_some_and(|p| p.config.selection == Selection::Consistent);
         let sources = match &route.affinity {
             Some(a) => Some(a.sources.as_slice()),
@@ -333,7 +350,7 @@ impl ProxyHttp for Scimitar {
         }
 
         // 5. Overload: take a pool slot, wait in the bounded queue, or be shed with 503.
-        if let Some(adm) = rt.pools.get(route.upstream).and_then(|p| p.admission.as_ref()) {
+        if let Some(adm) = rt.pool(ctx).and_then(|p| p.admission.as_ref()) {
             let tenant = rt
                 .tenant(session, ctx)
                 .is_some()
@@ -462,15 +479,18 @@ impl ProxyHttp for Scimitar {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let rt = &*ctx.rt;
-        if let Some(p) = &ctx.norm_path {
-            let target = match session.req_header().uri.query() {
+        let target = match rt.route(ctx).and_then(|r| rewrite::upstream_target(session, ctx, r)) {
+            Some(t) => Some(t),
+            None => ctx.norm_path.as_ref().map(|p| match session.req_header().uri.query() {
                 Some(q) => format!("{p}?{q}"),
                 None => p.clone(),
-            };
+            }),
+        };
+        if let Some(target) = target {
             up.set_uri(
                 target
                     .parse()
-                    .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "normalised path", e))?,
+                    .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "upstream path", e))?,
             );
         }
         // Equal duplicates (`5` twice, or `5, 5`) passed the edge; the upstream gets one.
@@ -532,7 +552,7 @@ impl ProxyHttp for Scimitar {
                 add.set(http::header::HOST, host);
             }
         }
-        headers::apply_to_request(up, add)
+        rewrite::request_with_rules(session, ctx, up, add)
     }
 
     async fn upstream_response_filter(
@@ -575,7 +595,8 @@ impl ProxyHttp for Scimitar {
         if session.req_header().version == http::Version::HTTP_11 {
             resp.set_version(http::Version::HTTP_11);
         }
-        headers::apply_to_response(resp, answer_headers(ctx)?)
+        let add = answer_headers(ctx)?;
+        rewrite::answer_with_rules(session, ctx, resp, add)
     }
 
     fn upstream_response_body_filter(
@@ -668,8 +689,12 @@ impl ProxyHttp for Scimitar {
             let body = err.body();
             match err.header(body.len()) {
                 Ok(mut h) => {
+                    let mut add = Additions::default();
                     if let Some(id) = &ctx.request_id {
-                        let _ = h.insert_header("x-request-id", id.clone());
+                        add.set(headers::X_REQUEST_ID, id.clone());
+                    }
+                    if let Err(he) = rewrite::answer_with_rules(session, ctx, &mut h, add) {
+                        log::error!("could not add the answer's headers: {he}");
                     }
                     if let Err(we) = session.as_downstream_mut().write_error_response(h, body).await {
                         log::debug!("could not send error response: {we}");

@@ -41,7 +41,7 @@ pub struct Obs {
 impl Obs {
     /// A route was found: the pool's in-flight count, and whether the body must be read.
     pub fn routed(&mut self, rt: &Runtime, m: &RouteMatch, max_body: u64) {
-        let pool = rt.router.routes.get(m.route).and_then(|r| rt.pools.get(r.upstream));
+        let pool = rt.router.routes.get(m.route).and_then(|r| rt.pools.get(r.upstream?));
         if let Some(pm) = pool.and_then(|p| p.metrics.as_ref()) {
             self.in_flight = Some(InFlight::new(pm));
         }
@@ -150,7 +150,8 @@ pub fn finish(session: &Session, e: Option<&Error>, ctx: &mut Ctx, cache: &'stat
                 vouched,
             },
         );
-        if status >= 500 || refusal.is_some() {
+        // A `return: 204` route is a configured success, not an error to show.
+        if status >= 500 || refusal.is_some_and(|r| r != Refusal::Returned || status >= 400) {
             m.page.error(recent_error(session, e, ctx, status));
         }
     }
@@ -222,6 +223,10 @@ fn recent_error(session: &Session, e: Option<&Error>, ctx: &Ctx, status: u16) ->
         (Some(Refusal::RateLimited(i)), _) => format!(
             "rate limit `{}` exceeded",
             rt.limiter.policies.get(i).map_or("?", |p| p.policy.name.as_str())
+        ),
+        (Some(Refusal::Returned), _) => format!(
+            "answered by route `{}` (return)",
+            rt.route(ctx).map_or("?", |r| r.name.as_str())
         ),
         (Some(r), _) => r.reason().to_string(),
         (None, Some(e)) => e.to_string(),

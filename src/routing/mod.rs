@@ -2,6 +2,12 @@
 //! classes and methods → an upstream pool. First match wins. Built once from the config; the
 //! request path only walks precomputed segments.
 
+mod answer;
+mod upstream_path;
+
+pub use answer::FixedAnswer;
+pub use upstream_path::UpstreamBase;
+
 use crate::scim::path::{seg_eq_exact, segments, Span};
 use crate::scim::{classify, Method, ScimView};
 
@@ -80,8 +86,8 @@ pub struct Route {
     pub classes: u16,
     /// Bitmask of [`Method::bit`]; 0 means any.
     pub methods: u16,
-    /// Index into the pool list.
-    pub upstream: usize,
+    /// Index into the pool list; `None` only for a route that answers itself (`answer`).
+    pub upstream: Option<usize>,
     /// Largest request body per endpoint class (indexed by `EndpointClass as usize`).
     pub max_body: [u64; 9],
     pub affinity: Option<crate::affinity::Affinity>,
@@ -91,6 +97,12 @@ pub struct Route {
     pub cache: Option<crate::cache::RouteCache>,
     /// The edge credential check (`None`: the route is open).
     pub auth: Option<crate::edgeauth::RouteAuth>,
+    /// Header rules to the upstream and to the client (`None`: none, nothing runs).
+    pub headers: Option<Box<crate::header_rules::HeaderRules>>,
+    /// Replaces the matched base path on the way upstream.
+    pub upstream_base: Option<UpstreamBase>,
+    /// `return`: every request is answered with this, never proxied.
+    pub answer: Option<FixedAnswer>,
 }
 
 impl Route {
@@ -101,17 +113,30 @@ impl Route {
             base,
             classes: 0,
             methods: 0,
-            upstream,
+            upstream: Some(upstream),
             max_body: [crate::config::DEFAULT_MAX_BODY; 9],
             affinity: None,
             limits: Vec::new(),
             cache: None,
             auth: None,
+            headers: None,
+            upstream_base: None,
+            answer: None,
         }
     }
 
     pub fn max_body_for(&self, class: crate::scim::EndpointClass) -> u64 {
         self.max_body[class as usize]
+    }
+
+    /// The rules for answers to the client, when the route has any.
+    pub fn response_rules(&self) -> Option<&crate::header_rules::RuleSet> {
+        self.headers.as_ref()?.response.as_ref()
+    }
+
+    /// The rules for requests to the upstream, when the route has any.
+    pub fn request_rules(&self) -> Option<&crate::header_rules::RuleSet> {
+        self.headers.as_ref()?.request.as_ref()
     }
 }
 

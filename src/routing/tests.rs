@@ -4,16 +4,9 @@ use crate::scim::{EndpointClass as C, Operation as O};
 
 fn router() -> Router {
     let route = |name: &str, base: &str, classes: u16, methods: u16, upstream| Route {
-        name: name.into(),
-        base: BasePath::parse(base).unwrap(),
         classes,
         methods,
-        upstream,
-        max_body: [1 << 20; 9],
-        affinity: None,
-        limits: vec![],
-        cache: None,
-        auth: None,
+        ..Route::new(name, BasePath::parse(base).unwrap(), upstream)
     };
     Router::new(vec![
         route("bulk", "/scim/v2", C::Bulk.bit(), Method::Post.bit(), 1),
@@ -482,16 +475,9 @@ fn outside_every_base_path_is_not_scim() {
         assert_eq!(r.find(Method::Get, p), Err(NoRoute::NotScim), "{p}");
     }
     let only_bulk = Router::new(vec![Route {
-        name: "b".into(),
-        base: BasePath::parse("/scim/v2").unwrap(),
         classes: C::Bulk.bit(),
-        methods: 0,
-        upstream: 0,
         max_body: [0; 9],
-        affinity: None,
-        limits: vec![],
-        cache: None,
-        auth: None,
+        ..Route::new("b", BasePath::parse("/scim/v2").unwrap(), 0)
     }]);
     assert_eq!(only_bulk.find(Method::Get, "/scim/v2/Users"), Err(NoRoute::Filtered));
 }

@@ -1,0 +1,64 @@
+//! Glue for what a route changes on the way through: its header rules (their variables read
+//! from the session), its upstream base path, and the answer of a `return` route. The rules
+//! themselves are [`crate::header_rules`] and [`crate::routing`]'s, compiled at load.
+//!
+//! Response rules go on every answer to a request of the route: the upstream's (in
+//! `response_filter`), cache hits, and the proxy's own (`return`, 413, 429, 503 shed, and the
+//! 502/503/504/408 of `fail_to_proxy`), as nginx's `add_header … always` would. An answer made
+//! before a route is known (404 for no route, a refused head) has no route rules.
+
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::Session;
+use pingora::Result;
+
+use super::headers::{self, Additions};
+use super::{answer_headers, is_tls, path, Ctx};
+use crate::header_rules::Vars;
+use crate::routing::{FixedAnswer, Route};
+use crate::runtime::Runtime;
+
+fn vars<'a>(rt: &'a Runtime, session: &'a Session, ctx: &'a Ctx) -> Vars<'a> {
+    Vars {
+        req: session.req_header(),
+        peer: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
+        tls: is_tls(session),
+        request_id: ctx.request_id.as_ref(),
+        tenant: rt.tenant(session, ctx),
+    }
+}
+
+/// Sets `add` on an answer to the client, then the route's response rules.
+pub(super) fn answer_with_rules(session: &Session, ctx: &Ctx, resp: &mut ResponseHeader, add: Additions) -> Result<()> {
+    let rt = &*ctx.rt;
+    match rt.route(ctx).and_then(Route::response_rules) {
+        None => headers::apply_to_response(resp, add),
+        Some(rules) => headers::apply_to_response_with(resp, add, Some((rules, &vars(rt, session, ctx)))),
+    }
+}
+
+/// Sets `add` on the request to the upstream, then the route's request rules (after the
+/// proxy's own headers, so `set: {Host: …}` wins over `preserve_host`).
+pub(super) fn request_with_rules(session: &Session, ctx: &Ctx, up: &mut RequestHeader, add: Additions) -> Result<()> {
+    let rt = &*ctx.rt;
+    match rt.route(ctx).and_then(Route::request_rules) {
+        None => headers::apply_to_request(up, add),
+        Some(rules) => headers::apply_to_request_with(up, add, Some((rules, &vars(rt, session, ctx)))),
+    }
+}
+
+/// The upstream target of a route with `upstream_base_path` (`None` for any other route).
+pub(super) fn upstream_target(session: &Session, ctx: &Ctx, route: &Route) -> Option<String> {
+    let to = route.upstream_base.as_ref()?;
+    let m = ctx.route?;
+    let p = path(session, ctx);
+    let tenant = m.tenant.map_or("", |s| s.of(p));
+    Some(to.target(&route.base, p, tenant, session.req_header().uri.query()))
+}
+
+/// Answers a request of a `return` route.
+pub(super) async fn answer_fixed(session: &mut Session, ctx: &mut Ctx, answer: &FixedAnswer) -> Result<()> {
+    let mut h = answer.header()?;
+    let add = answer_headers(ctx)?;
+    answer_with_rules(session, ctx, &mut h, add)?;
+    super::send(session, h, answer.body()).await
+}
