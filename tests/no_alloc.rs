@@ -235,3 +235,45 @@ fn finding_the_real_client_ip_does_not_allocate() {
     });
     assert_eq!(n, 0);
 }
+
+#[test]
+fn header_rules_of_fixed_values_and_lone_variables_do_not_allocate() {
+    use scimitar::header_rules::{Fields, RuleSet, Template, Vars};
+    let t = |s: &str| Template::parse(s).unwrap();
+    let n = http::HeaderName::from_static;
+    let rules = RuleSet {
+        remove: vec![n("server"), n("x-powered-by")],
+        set: vec![
+            (n("strict-transport-security"), t("max-age=63072000")),
+            (n("x-request-host"), t("$host")),
+            (n("x-trace"), t("$request_id")),
+            (n("x-proto"), t("$scheme")),
+        ],
+        add: vec![(n("x-frame-options"), t("DENY"))],
+    };
+    let mut req = pingora::http::RequestHeader::build("GET", b"/scim/v2/Users", None).unwrap();
+    // As Pingora's parser leaves request values: views of one shared buffer (a clone counts a
+    // reference).
+    req.insert_header("Host", http::HeaderValue::from_static("scim.example"))
+        .unwrap();
+    let id = http::HeaderValue::from_static("abc");
+    let vars = Vars {
+        req: &req,
+        peer: None,
+        tls: true,
+        request_id: Some(&id),
+        tenant: None,
+    };
+    let mut headers = http::HeaderMap::with_capacity(32);
+    headers.insert(n("server"), http::HeaderValue::from_static("up"));
+    let n = allocations(|| {
+        rules.apply(&mut headers, &vars).unwrap();
+        headers.remove_field(&http::header::CONTENT_TYPE);
+    });
+    assert_eq!(
+        n, 0,
+        "literal values are ready at load; lone variables reuse the request's"
+    );
+    assert_eq!(headers["x-request-host"], "scim.example");
+    assert!(!headers.contains_key("server"));
+}

@@ -42,6 +42,15 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn start() -> Self {
+        Self::start_answering("")
+    }
+
+    /// Like [`Recorder::start`], its `200 {}` answers carrying `extra` too (header lines, each
+    /// ending in `\r\n`), for tests of what the proxy does to an upstream's answer.
+    pub fn start_answering(extra: &str) -> Self {
+        let answer: Arc<str> =
+            format!("HTTP/1.1 200 OK\r\nContent-Type: application/scim+json\r\nContent-Length: 2\r\n{extra}\r\n{{}}")
+                .into();
         let l = TcpListener::bind("127.0.0.1:0").expect("bind recorder");
         l.set_nonblocking(true).expect("nonblocking");
         let addr = l.local_addr().expect("addr");
@@ -52,8 +61,8 @@ impl Recorder {
             while !st2.load(SeqCst) {
                 match l.accept() {
                     Ok((c, _)) => {
-                        let (s3, st3) = (s2.clone(), st2.clone());
-                        std::thread::spawn(move || serve(c, &s3, &st3));
+                        let (s3, st3, a3) = (s2.clone(), st2.clone(), answer.clone());
+                        std::thread::spawn(move || serve(c, &s3, &st3, &a3));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -80,7 +89,7 @@ impl Drop for Recorder {
     }
 }
 
-fn serve(c: TcpStream, seen: &Mutex<Vec<Recorded>>, stop: &AtomicBool) {
+fn serve(c: TcpStream, seen: &Mutex<Vec<Recorded>>, stop: &AtomicBool, answer: &str) {
     let _ = c.set_nonblocking(false);
     let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
     let Ok(mut out) = c.try_clone() else { return };
@@ -138,7 +147,6 @@ fn serve(c: TcpStream, seen: &Mutex<Vec<Recorded>>, stop: &AtomicBool) {
         if let Ok(mut s) = seen.lock() {
             s.push(rec);
         }
-        let answer = "HTTP/1.1 200 OK\r\nContent-Type: application/scim+json\r\nContent-Length: 2\r\n\r\n{}";
         if out.write_all(answer.as_bytes()).is_err() {
             return;
         }
