@@ -159,10 +159,12 @@ fn response_rules_are_on_every_answer_of_the_route() {
          \x20 - base_path: /scim/v2\n    classes: [discovery]\n    upstream: r\n    cache: {{discovery: 1m}}\n{RESPONSE_RULES}\
          \x20 - base_path: /scim/v2\n    upstream: r\n    max_body: 1KiB\n    rate_limits: [one]\n{RESPONSE_RULES}\
          \x20 - base_path: /dead/v2\n    upstream: dead\n{RESPONSE_RULES}\
+         \x20 - base_path: /locked/v2\n    upstream: r\n    auth: {{tokens: [{{name: a, sha256: {}}}]}}\n{RESPONSE_RULES}\
          \x20 - base_path: /bare/v2\n    upstream: r\n\
          rate_limits:\n  policies:\n    one: {{key: [client_ip], rate: 1/m, burst: 1}}\n",
         pool_yaml("r", &[rec.addr], ""),
         pool_yaml("dead", &[dead_addr], "    retries: 0\n"),
+        "0".repeat(64),
     ));
 
     // The upstream's answer: its Server and X-Powered-By hidden, X-Frame-Options replaced.
@@ -180,6 +182,10 @@ fn response_rules_are_on_every_answer_of_the_route() {
     has_response_rules(&r);
     let r = px.send("POST", "/scim/v2/Bulk", &[], Some("{}"));
     assert_eq!(r.assert_scim_error(404), "no Bulk here");
+    has_response_rules(&r);
+    let r = px.get("/locked/v2/Users");
+    r.assert_scim_error(401);
+    assert!(r.header("www-authenticate").is_some());
     has_response_rules(&r);
     let r = px.get("/dead/v2/Users");
     assert!(matches!(r.status, 502 | 503), "{} {}", r.status, r.text());

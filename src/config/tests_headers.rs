@@ -302,8 +302,16 @@ fn return_mistakes_are_explained() {
     let both = ret(concat!(
         "    return: 403\n    upstream: scim\n    upstream_base_path: /v2\n    rate_limits: []\n",
         "    max_body: 1KiB\n    cache: {discovery: 1m}\n    headers: {request: {add: {X-A: b}}}\n",
+        "    auth: {tokens: [{name: a, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}]}\n",
     ));
-    for k in ["upstream", "upstream_base_path", "rate_limits", "max_body", "cache"] {
+    for k in [
+        "auth",
+        "upstream",
+        "upstream_base_path",
+        "rate_limits",
+        "max_body",
+        "cache",
+    ] {
         let want = format!(
             "routes[0].{k}: a `return` route answers every request itself, before credentials, limits, cache or upstream; remove `{k}` or `return`"
         );

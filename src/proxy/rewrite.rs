@@ -3,9 +3,10 @@
 //! themselves are [`crate::header_rules`] and [`crate::routing`]'s, compiled at load.
 //!
 //! Response rules go on every answer to a request of the route: the upstream's (in
-//! `response_filter`), cache hits, and the proxy's own (`return`, 413, 429, 503 shed, and the
-//! 502/503/504/408 of `fail_to_proxy`), as nginx's `add_header … always` would. An answer made
-//! before a route is known (404 for no route, a refused head) has no route rules.
+//! `response_filter`), cache hits, and the proxy's own (`return`, the 401/403 of `auth`, 413,
+//! 429, 503 shed, and the 502/503/504/408 of `fail_to_proxy`), as nginx's `add_header …
+//! always` would. An answer made before a route is known (404 for no route, a refused head)
+//! has no route rules.
 
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
