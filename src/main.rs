@@ -1,5 +1,7 @@
 //! `scimitar [-c FILE] [-t] [-d] [-u]`: the flags keep Pingora's (and nginx's) meaning.
 //! `scimitar hash-token` reads a token on stdin and prints the `admin.token_sha256` for it.
+//! `scimitar import nginx FILE [-o OUT] [--allow-partial]` translates an nginx config
+//! (exit 0: complete, 1: something changing request handling left out, 2: unreadable FILE).
 
 use std::process::ExitCode;
 
@@ -31,6 +33,10 @@ fn hash_token() -> ExitCode {
 fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("hash-token") {
         return hash_token();
+    }
+    if std::env::args().nth(1).as_deref() == Some("import") {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        return ExitCode::from(scimitar::nginx::import::run(&args));
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let opt = Opt::parse_args();

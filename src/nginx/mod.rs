@@ -17,13 +17,17 @@
 //!   match nothing. Loops and chains deeper than 32 files are refused.
 //! - `*_by_lua_block { … }` holds Lua, not nginx syntax: its body is kept as one argument.
 //!
+//! The translation to scimitar's YAML is [`translate`]; [`import`] is the command.
+//!
 //! Not supported on purpose: nginx's 4 KiB limit on one word (longer words are read), `\`
 //! escapes inside include globs, blocks nested more than 100 deep (refused), and the `-g`
 //! command-line syntax.
 
 mod glob;
+pub mod import;
 mod lexer;
 mod parse;
+pub mod translate;
 mod tree;
 
 #[cfg(test)]

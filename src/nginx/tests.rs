@@ -358,7 +358,7 @@ fn fixture_pool() {
         .find("listen")
         .map(|d| d.arg(0))
         .collect();
-    assert_eq!(listens, [Some("127.0.0.1:8080"), Some("[::1]:8080")]);
+    assert_eq!(listens, [Some("127.0.0.1:18401"), Some("[::1]:18401")]);
 }
 
 #[test]
