@@ -364,6 +364,9 @@ fn return_value(d: &Directive) -> Result<Node, String> {
     match code {
         204 => Ok(Node::Int(204)),
         444 => Err("444 closes the connection without an answer; scimitar always answers".into()),
+        301 | 302 | 303 | 307 | 308 => Err(format!(
+            "a redirect ({code}): scimitar's `return` answers with a SCIM error status or 204; IdPs are given the final https URL"
+        )),
         400..=599 => {
             let text = d.arg(1).unwrap_or_default().trim();
             if text.is_empty() || text.starts_with('{') || text.starts_with('<') || text.contains('$') || text.len() > 200 {

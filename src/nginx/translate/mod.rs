@@ -61,6 +61,10 @@ impl Translation {
 /// file's directory): relative certificate and log paths resolve against it, and the file
 /// names in comments and the report are shown relative to it.
 pub fn translate(top: &[Directive], base: &Path) -> Translation {
+    run(top, base).0
+}
+
+fn run(top: &[Directive], base: &Path) -> (Translation, Cx) {
     let mut cx = Cx::new(base, top);
     let mut out = Out::default();
     for d in top {
@@ -74,7 +78,19 @@ pub fn translate(top: &[Directive], base: &Path) -> Translation {
     cx.notes
         .sort_by(|a, b| (&a.at.file, a.at.line).cmp(&(&b.at.file, b.at.line)));
     let yaml = out.render(&cx);
-    Translation { yaml, notes: cx.notes }
+    let notes = std::mem::take(&mut cx.notes);
+    (Translation { yaml, notes }, cx)
+}
+
+/// Directives neither translated nor reported (there must be none).
+#[cfg(test)]
+fn untaken(cx: &Cx, dirs: &[Directive], out: &mut Vec<String>) {
+    for d in dirs {
+        if !cx.is_taken(d) {
+            out.push(format!("{}: {}", cx.place(d), d.name));
+        }
+        untaken(cx, d.children(), out);
+    }
 }
 
 fn http(cx: &mut Cx, out: &mut Out, h: &Directive) {

@@ -65,6 +65,13 @@ pub fn show(d: &Directive) -> String {
         // Lines and indentation (a Lua block, a multi-line log format) fold into one space.
         let folded = a.text.split_whitespace().collect::<Vec<_>>().join(" ");
         let folded = if a.text.contains('\n') { folded } else { a.text.clone() };
+        // A credential written in the config stays out of the report and the comments.
+        let folded = match folded.get(..7) {
+            Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") || scheme.eq_ignore_ascii_case("basic  ") => {
+                format!("{}…", &folded[..7])
+            }
+            _ => folded,
+        };
         let text: String = folded
             .chars()
             .flat_map(|c| {
@@ -123,6 +130,10 @@ mod tests {
             "/etc/nginx/conf.d/x.conf:1: add_header X \"a b\" — translated with a difference: why"
         );
         assert_eq!(show(&first("if ($x) { return 403; }")), "if ($x) { … }");
+        assert_eq!(
+            show(&first("if ($http_authorization != \"Bearer s3cret\") { return 401; }")),
+            "if ($http_authorization != \"Bearer …\" ) { … }"
+        );
         assert_eq!(show(&first("return 200 \"a\n   b\";")), "return 200 \"a b\"");
         assert_eq!(show(&first("add_header X \"t\\tab\";")), "add_header X t\\tab");
     }

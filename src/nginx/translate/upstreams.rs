@@ -522,12 +522,14 @@ fn hash_key(key: &str) -> (Option<Vec<String>>, Option<String>) {
     for v in &vars {
         match super::limits::key_source(v) {
             Some(s) => sources.push(s),
-            None => return (
-                None,
-                Some(format!(
+            None => {
+                return (
+                    None,
+                    Some(format!(
                     "`${v}` has no scimitar key source; keyed on the tenant, else the bearer token, else the client IP"
                 )),
-            ),
+                )
+            }
         }
     }
     if sources.is_empty() {
