@@ -37,7 +37,8 @@
 //! - [`reload`]: SIGHUP / `POST /reload` — validate, build the next runtime, swap or refuse.
 //! - [`shutdown`]: every signal, the drain on SIGTERM, and an exit that cannot hang.
 //! - [`nginx`]: an nginx configuration read into a syntax tree (includes expanded, each
-//!   directive with its file and line), the ground for `scimitar import nginx`.
+//!   directive with its file and line); `nginx::translate` turns it into scimitar YAML plus a
+//!   report of what was not carried over, `nginx::import` is `scimitar import nginx`.
 //! - [`app`]: wires services together and boots Pingora; `main.rs` is the CLI.
 #![forbid(unsafe_code)]
 

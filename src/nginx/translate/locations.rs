@@ -308,7 +308,7 @@ fn route(cx: &mut Cx, pools: &mut Pools, policies: &mut Policies, loc: &Loc, ind
                 let mut a = Node::map();
                 a.set("key", Node::Flow(key.clone()));
                 body.set_noted(
-                    vec![format!("from the `hash` of pool `{}`", target.pool)],
+                    vec![format!("the key of pool `{}`'s `hash`", target.pool)],
                     "affinity",
                     a,
                 );
