@@ -8,7 +8,7 @@
 //! usually set by hand, so those rules translate to nothing.
 
 use super::emit::Node;
-use super::scope::{self, Chain};
+use super::scope::{self, Chain, Part};
 use super::{Cx, Kind, Note};
 use crate::nginx::Directive;
 
@@ -38,39 +38,27 @@ const VARIABLES: &[&str] = &["host", "remote_addr", "scheme", "request_id"];
 /// An nginx value → a scimitar header value (`$host`, `$http_x_name`, literal text), or the
 /// variable that has no scimitar equivalent.
 pub fn value(text: &str) -> Result<String, String> {
+    let parts = scope::parts(text);
     let mut out = String::new();
-    let b = text.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] != b'$' {
-            let next = text[i..].find('$').map_or(text.len(), |n| i + n);
-            out.push_str(&text[i..next]);
-            i = next;
-            continue;
+    for (i, p) in parts.iter().enumerate() {
+        match *p {
+            // A `$` that is not a variable is a literal dollar: `$$` in scimitar's values.
+            Part::Text(t) => out.push_str(&t.replace('$', "$$")),
+            Part::Var { name, closed: false } => return Err(format!("{name}` without its closing `}}")),
+            Part::Var { name, .. } if !(VARIABLES.contains(&name) || name.starts_with("http_")) => {
+                return Err(name.to_string())
+            }
+            Part::Var { name, .. } => {
+                // `${host}x` has no unbraced spelling.
+                if let Some(Part::Text(next)) = parts.get(i + 1) {
+                    if next.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+                        return Err(format!("{name}` followed directly by `{next}"));
+                    }
+                }
+                out.push('$');
+                out.push_str(name);
+            }
         }
-        let braced = b.get(i + 1) == Some(&b'{');
-        let start = if braced { i + 2 } else { i + 1 };
-        let mut end = start;
-        while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_') {
-            end += 1;
-        }
-        let name = &text[start..end];
-        if name.is_empty() {
-            out.push_str("$$");
-            i += 1;
-            continue;
-        }
-        if !(VARIABLES.contains(&name) || name.starts_with("http_")) {
-            return Err(name.to_string());
-        }
-        let after = if braced { end + 1 } else { end };
-        if text[after..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
-            // `${host}x` has no unbraced spelling.
-            return Err(format!("{name}` followed directly by `{}", &text[after..]));
-        }
-        out.push('$');
-        out.push_str(name);
-        i = after;
     }
     Ok(out)
 }

@@ -193,10 +193,10 @@ impl<'a> Policies<'a> {
         p.set_noted(
             vec![format!(
                 "nginx burst={burst} admits {} at once; scimitar's burst counts them all",
-                burst + 1
+                burst.saturating_add(1)
             )],
             "burst",
-            Node::Int((burst + 1).min(1_000_000)),
+            Node::Int(burst.saturating_add(1).min(1_000_000)),
         );
         let entry = Entry {
             notes: vec![cx.from(zone.d), cx.from(d)],

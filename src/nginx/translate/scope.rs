@@ -96,6 +96,11 @@ pub fn time(s: &str) -> Option<Duration> {
     Some(Duration::from_millis(total_ms))
 }
 
+/// A duration scimitar's config accepts: more than zero, at most a year.
+pub fn bounded(d: Duration) -> Option<Duration> {
+    (!d.is_zero() && d <= Duration::from_secs(365 * 86_400)).then_some(d)
+}
+
 /// nginx size: `512`, `8k`, `1m`, `1g` (powers of 1024, either case).
 pub fn size(s: &str) -> Option<u64> {
     let s = s.trim();
@@ -154,11 +159,22 @@ pub fn flag(d: &Directive, word: &str) -> bool {
     d.args.iter().any(|a| a.text == word)
 }
 
-/// The variables an argument reads, in order: `$host`, `${tenant}` → `host`, `tenant`.
-pub fn variables(text: &str) -> Vec<&str> {
+/// A piece of an nginx value: literal text, or a variable (`$host`, `${host}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part<'t> {
+    Text(&'t str),
+    /// `closed` is false for a `${name` that never closes.
+    Var {
+        name: &'t str,
+        closed: bool,
+    },
+}
+
+/// Splits a value at its variables; a `$` not followed by a name is text.
+pub fn parts(text: &str) -> Vec<Part<'_>> {
     let mut out = Vec::new();
     let b = text.as_bytes();
-    let mut i = 0;
+    let (mut i, mut lit) = (0, 0);
     while i < b.len() {
         if b[i] != b'$' {
             i += 1;
@@ -170,12 +186,36 @@ pub fn variables(text: &str) -> Vec<&str> {
         while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_') {
             end += 1;
         }
-        if end > start {
-            out.push(&text[start..end]);
+        if end == start {
+            i += 1;
+            continue;
         }
-        i = if braced { end + 1 } else { end.max(i + 1) };
+        if lit < i {
+            out.push(Part::Text(&text[lit..i]));
+        }
+        let closed = !braced || b.get(end) == Some(&b'}');
+        out.push(Part::Var {
+            name: &text[start..end],
+            closed,
+        });
+        i = if braced && closed { end + 1 } else { end };
+        lit = i;
+    }
+    if lit < b.len() {
+        out.push(Part::Text(&text[lit..]));
     }
     out
+}
+
+/// The variables an argument reads, in order: `$host`, `${tenant}` → `host`, `tenant`.
+pub fn variables(text: &str) -> Vec<&str> {
+    parts(text)
+        .into_iter()
+        .filter_map(|p| match p {
+            Part::Var { name, .. } => Some(name),
+            Part::Text(_) => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -219,6 +259,28 @@ mod tests {
         assert_eq!(variables("${tenant}-x$host"), ["tenant", "host"]);
         assert_eq!(variables("a $ b"), Vec::<&str>::new());
         assert_eq!(variables("max-age=1"), Vec::<&str>::new());
+        assert_eq!(
+            parts("a${b}c$d"),
+            [
+                Part::Text("a"),
+                Part::Var {
+                    name: "b",
+                    closed: true
+                },
+                Part::Text("c"),
+                Part::Var {
+                    name: "d",
+                    closed: true
+                }
+            ]
+        );
+        assert_eq!(
+            parts("${b"),
+            [Part::Var {
+                name: "b",
+                closed: false
+            }]
+        );
     }
 
     #[test]

@@ -464,7 +464,7 @@ pub fn client(cx: &mut Cx, out: &mut Out, h: &Directive) {
     ];
     for (nginx, key, differs) in timed {
         let Some(d) = pick(nginx) else { continue };
-        match d.arg(0).and_then(scope::time).filter(|t| !t.is_zero()) {
+        match d.arg(0).and_then(scope::time).and_then(scope::bounded) {
             Some(t) => {
                 c.set_noted(vec![cx.from(d)], key, Node::str(scope::fmt_time(t)));
                 match differs {
@@ -472,26 +472,40 @@ pub fn client(cx: &mut Cx, out: &mut Out, h: &Directive) {
                     None => cx.take(d),
                 }
             }
-            None => cx.drop(d, false, "zero or unreadable; scimitar keeps its default"),
+            None => cx.drop(d, false, "zero, over a year or unreadable; scimitar keeps its default"),
         }
     }
     if let Some(d) = pick("keepalive_requests") {
         if let Some(n) = d.arg(0).and_then(|n| n.parse::<u64>().ok()) {
             cx.take(d);
-            c.set_noted(vec![cx.from(d)], "keepalive_requests", Node::Int(n));
+            c.set_noted(
+                vec![cx.from(d)],
+                "keepalive_requests",
+                Node::Int(n.clamp(1, u64::from(u32::MAX))),
+            );
         }
     }
     if let Some(d) = pick("large_client_header_buffers") {
         let n = d.arg(0).and_then(|n| n.parse::<u64>().ok());
         let size = d.arg(1).and_then(scope::size);
         if let (Some(n), Some(size)) = (n, size) {
-            cx.take(d);
+            // scimitar's bounds (src/config/client.rs): 256 B..64 KiB a line, 1 KiB..1 MiB a head.
+            let line = size.clamp(256, 65_534);
+            let head = n.saturating_mul(size).clamp(1024, 1_048_575);
+            if line != size || head != n.saturating_mul(size) {
+                cx.differs(
+                    d,
+                    "beyond scimitar's bounds (a line 256 B to 64 KiB, a head 1 KiB to 1 MiB): the nearest bound",
+                );
+            } else {
+                cx.take(d);
+            }
             c.set_noted(
                 vec![cx.from(d), "a request line must fit one buffer".into()],
                 "max_request_line",
-                Node::str(scope::fmt_size(size)),
+                Node::str(scope::fmt_size(line)),
             );
-            c.set("max_request_head", Node::str(scope::fmt_size(n * size)));
+            c.set("max_request_head", Node::str(scope::fmt_size(head)));
         }
     }
     if let Node::Map(e) = c {

@@ -1,31 +1,42 @@
 //! The translation directive by directive: an nginx snippet in, the YAML parts and report
 //! lines that must come out.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
 use super::{exit_code, run, untaken, Kind, Translation};
-use crate::nginx::parse_str;
+use crate::nginx::{parse_str, Directive};
 
 const BASE: &str = "/etc/nginx";
 
-struct T {
-    t: Translation,
-    v: Value,
+/// A translation, its YAML read back, and the directory its report is relative to.
+pub(super) struct T {
+    pub t: Translation,
+    pub v: Value,
+    pub base: PathBuf,
 }
 
-/// Translates `src` (as /etc/nginx/nginx.conf), checks that every directive was accounted
-/// for and that the YAML reads back.
+/// Translates `top`, checks that every directive was accounted for and that the YAML reads
+/// back (`what` names the input in failures).
+pub(super) fn checked(top: &[Directive], base: &Path, what: &str) -> T {
+    let (t, cx) = run(top, base);
+    let mut left = Vec::new();
+    untaken(&cx, top, &mut left);
+    assert!(left.is_empty(), "{what}: neither translated nor reported: {left:?}");
+    let expanded = crate::config::reader::expand_env(&t.yaml, |_| None).unwrap();
+    let v = serde_yaml::from_str(&expanded).unwrap_or_else(|e| panic!("{what}: {e}\n{}", t.yaml));
+    T {
+        t,
+        v,
+        base: base.to_path_buf(),
+    }
+}
+
+/// Translates `src` as /etc/nginx/nginx.conf.
 fn tr(src: &str) -> T {
     let top = parse_str(src, Path::new(BASE).join("nginx.conf")).unwrap_or_else(|e| panic!("{e}"));
-    let (t, cx) = run(&top, Path::new(BASE));
-    let mut left = Vec::new();
-    untaken(&cx, &top, &mut left);
-    assert!(left.is_empty(), "neither translated nor reported: {left:?}");
-    let expanded = crate::config::reader::expand_env(&t.yaml, |_| None).unwrap();
-    let v = serde_yaml::from_str(&expanded).unwrap_or_else(|e| panic!("{e}\n{}", t.yaml));
-    T { t, v }
+    checked(&top, Path::new(BASE), src)
 }
 
 /// `inner` inside `http { }` (its first line is line 3).
@@ -47,12 +58,12 @@ fn server_in(extra: &str, inner: &str) -> String {
 }
 
 impl T {
-    fn lines(&self) -> Vec<String> {
-        self.t.report_lines(Path::new(BASE))
+    pub fn lines(&self) -> Vec<String> {
+        self.t.report_lines(&self.base)
     }
 
-    /// The report line about `what` (a prefix of the directive as shown).
-    fn line(&self, what: &str) -> String {
+    /// The report lines about `what` (part of `file:line: directive`).
+    pub fn line(&self, what: &str) -> String {
         let hits: Vec<String> = self.lines().into_iter().filter(|l| l.contains(what)).collect();
         assert!(!hits.is_empty(), "no report line about {what:?} in {:#?}", self.lines());
         hits.join("\n")
@@ -63,7 +74,7 @@ impl T {
         assert!(hits.is_empty(), "unexpected report lines: {hits:#?}");
     }
 
-    fn route(&self, name: &str) -> &Value {
+    pub fn route(&self, name: &str) -> &Value {
         let routes = self.v["routes"].as_sequence().unwrap();
         routes
             .iter()
@@ -71,7 +82,7 @@ impl T {
             .unwrap_or_else(|| panic!("no route {name} in\n{}", self.t.yaml))
     }
 
-    fn route_names(&self) -> Vec<&str> {
+    pub fn route_names(&self) -> Vec<&str> {
         self.v["routes"]
             .as_sequence()
             .unwrap()
@@ -91,7 +102,7 @@ impl T {
     }
 }
 
-fn s(v: &Value) -> &str {
+pub(super) fn s(v: &Value) -> &str {
     v.as_str().unwrap_or_else(|| panic!("not a string: {v:?}"))
 }
 
@@ -981,4 +992,45 @@ fn an_empty_configuration_still_gives_a_loadable_skeleton() {
     let t = tr("events {}\n");
     assert_eq!(s(&t.v["listeners"][0]["address"]), "0.0.0.0:80");
     assert!(t.v["routes"].as_sequence().unwrap().is_empty());
+}
+
+#[test]
+fn odd_values_are_reported_or_bounded_never_a_panic() {
+    let snippets = [
+        "location / { proxy_pass http://scim; proxy_set_header X \"${host\"; }",
+        "location / { proxy_pass http://scim; add_header X \"$\" always; }",
+        "location / { proxy_pass http://; }",
+        "location / { proxy_pass http://[::1; }",
+        "location / { proxy_pass http://127.0.0.1:99999; }",
+        "location / { proxy_pass; }",
+        "location { proxy_pass http://scim; }",
+        "location = { }",
+        "location \"/a/{b}/\" { proxy_pass http://scim; }",
+        "location / { proxy_pass http://scim; proxy_read_timeout 99999999999999999999y; proxy_connect_timeout 0; }",
+        "location / { proxy_pass http://scim; client_max_body_size 99999999999999999999g; }",
+        "location / { return; }",
+        "location / { return 99999; }",
+        "location / { if () { return 401; } proxy_pass http://scim; }",
+        "location / { if ($http_authorization != Bearer) { return 401; } proxy_pass http://scim; }",
+        "location / { proxy_pass http://scim; proxy_cache z; proxy_cache_valid 99999999999d; }",
+        "location / { proxy_pass http://scim; proxy_next_upstream_tries 0; proxy_next_upstream; }",
+    ];
+    for inner in snippets {
+        let t = tr(&server(inner));
+        assert!(!t.t.yaml.is_empty(), "{inner}");
+    }
+    let t = tr(&http(
+        "upstream u { server 127.0.0.1:18301 weight=18446744073709551615 max_conns=18446744073709551615 fail_timeout=9999999d;
+                      server 127.0.0.1:18301 weight=18446744073709551615; keepalive_timeout 0; keepalive 99999999; }
+         limit_req_zone $remote_addr zone=z:1m rate=99999999999r/s;
+         limit_req_zone $remote_addr zone=y:1m rate=5r/s;
+         large_client_header_buffers 18446744073709551615 1g; keepalive_requests 18446744073709551615;
+         server { listen 99999; listen [::1; listen 18401;
+           location / { limit_req zone=z; limit_req zone=y burst=18446744073709551615; proxy_pass http://u; } }",
+    ));
+    let p = &t.v["upstreams"]["u"];
+    assert_eq!(p["servers"][0]["weight"], Value::from(1000));
+    assert_eq!(p["max_conns"], Value::from(1_000_000));
+    assert_eq!(t.v["rate_limits"]["policies"]["y"]["burst"], Value::from(1_000_000));
+    assert_eq!(s(&t.v["client"]["max_request_line"]), "65534");
 }

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
-use super::{exit_code, run, untaken, Translation};
+use super::exit_code;
+use super::tests::{checked, s, T};
 use crate::nginx::parse_file;
 
 fn dir() -> PathBuf {
@@ -26,57 +27,10 @@ const FIXTURES: [(&str, u8); 9] = [
     ("scim-modules.conf", 1),
 ];
 
-struct F {
-    t: Translation,
-    v: Value,
-    base: PathBuf,
-}
-
-fn fixture(rel: &str) -> F {
+fn fixture(rel: &str) -> T {
     let path = dir().join(rel);
-    let base = path.parent().unwrap().to_path_buf();
     let top = parse_file(&path).unwrap_or_else(|e| panic!("{e}"));
-    let (t, cx) = run(&top, &base);
-    let mut left = Vec::new();
-    untaken(&cx, &top, &mut left);
-    assert!(left.is_empty(), "{rel}: neither translated nor reported: {left:?}");
-    let expanded = crate::config::reader::expand_env(&t.yaml, |_| None).unwrap();
-    let v = serde_yaml::from_str(&expanded).unwrap_or_else(|e| panic!("{rel}: {e}\n{}", t.yaml));
-    F { t, v, base }
-}
-
-impl F {
-    fn lines(&self) -> Vec<String> {
-        self.t.report_lines(&self.base)
-    }
-
-    fn line(&self, what: &str) -> String {
-        let hits: Vec<String> = self.lines().into_iter().filter(|l| l.contains(what)).collect();
-        assert!(!hits.is_empty(), "no report line about {what:?} in {:#?}", self.lines());
-        hits.join("\n")
-    }
-
-    fn route(&self, name: &str) -> &Value {
-        self.v["routes"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"].as_str() == Some(name))
-            .unwrap_or_else(|| panic!("no route {name} in\n{}", self.t.yaml))
-    }
-
-    fn names(&self) -> Vec<&str> {
-        self.v["routes"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .filter_map(|r| r["name"].as_str())
-            .collect()
-    }
-}
-
-fn s(v: &Value) -> &str {
-    v.as_str().unwrap_or_else(|| panic!("not a string: {v:?}"))
+    checked(&top, path.parent().unwrap(), rel)
 }
 
 /// What `scimitar -t` checks: the YAML builds a config, certificates and all.
@@ -136,7 +90,7 @@ fn basic_tls_pool_limits_and_bulk() {
     let pool = &f.v["upstreams"]["scim"];
     assert_eq!(pool["servers"][0]["weight"], Value::from(2));
     assert_eq!(pool["keepalive"], Value::from(32));
-    assert_eq!(f.names(), ["scim-v2-bulk-exact", "scim-v2"]);
+    assert_eq!(f.route_names(), ["scim-v2-bulk-exact", "scim-v2"]);
     assert_eq!(s(&f.route("scim-v2-bulk-exact")["max_body"]), "4MiB");
     assert_eq!(f.route("scim-v2")["rate_limits"][0], Value::from("idp"));
     assert_eq!(f.v["rate_limits"]["policies"]["idp"]["burst"], Value::from(21));
@@ -230,7 +184,7 @@ fn includes_name_each_file_relative_to_the_main_one() {
 fn routes_rewrite_paths_split_pools_and_answer_returns() {
     let f = fixture("scim-routes.conf");
     assert_eq!(
-        f.names(),
+        f.route_names(),
         [
             "scim-v2-bulk-exact",
             "scim-v2-serviceproviderconfig",
@@ -314,7 +268,7 @@ fn scripting_and_modules_are_listed_with_their_lines() {
     ] {
         assert!(f.line(what).contains("not translated"), "{what}");
     }
-    assert_eq!(f.names(), ["scim-v2"]);
+    assert_eq!(f.route_names(), ["scim-v2"]);
     let f = fixture("scim-modules.conf");
     for what in [
         "js_import",

@@ -312,9 +312,9 @@ fn upstream_block(cx: &mut Cx, block: &Directive, key: String) -> Base {
                             _ => 1,
                         };
                         if let Some(slot) = value.get_mut("weight") {
-                            *slot = Node::Int(w + weight);
+                            *slot = Node::Int(w.saturating_add(weight).min(1000));
                         } else {
-                            value.set("weight", Node::Int(w + weight));
+                            value.set("weight", Node::Int(w.saturating_add(weight).min(1000)));
                         }
                     }
                     cx.differs(d, "listed twice: one server with the weights added");
@@ -368,12 +368,13 @@ fn upstream_block(cx: &mut Cx, block: &Directive, key: String) -> Base {
                     });
                 }
             }
-            "keepalive_timeout" => {
-                if let Some(t) = d.arg(0).and_then(scope::time) {
+            "keepalive_timeout" => match d.arg(0).and_then(scope::time).and_then(scope::bounded) {
+                Some(t) => {
                     cx.take(d);
                     idle = Some((t, cx.from(d)));
                 }
-            }
+                None => cx.drop(d, false, "zero, over a year or unreadable; scimitar keeps its default"),
+            },
             "keepalive_requests" | "keepalive_time" => {
                 cx.drop(
                     d,
@@ -457,7 +458,7 @@ fn upstream_block(cx: &mut Cx, block: &Directive, key: String) -> Base {
                     .into(),
             ],
             key: "max_conns".into(),
-            value: Node::Int(least),
+            value: Node::Int(least.min(1_000_000)),
         });
     }
     entries.extend(keepalive);
@@ -480,7 +481,10 @@ fn passive_node(cx: &mut Cx, servers: &[(Option<u64>, Option<Duration>, &Directi
     let explicit: Vec<_> = servers.iter().filter(|(m, t, _)| m.is_some() || t.is_some()).collect();
     let first = explicit.first()?;
     let value = |(m, t, _): &(Option<u64>, Option<Duration>, &Directive)| {
-        (m.unwrap_or(1), t.unwrap_or(Duration::from_secs(10)))
+        (
+            m.unwrap_or(1),
+            t.and_then(scope::bounded).unwrap_or(Duration::from_secs(10)),
+        )
     };
     let (max_fails, eject_for) = value(first);
     for s in servers {
@@ -557,16 +561,12 @@ fn location_settings(cx: &mut Cx, base: &Base, chain: &Chain, tls: bool, hostpor
         ("proxy_send_timeout", "write"),
     ] {
         let Some(d) = chain.scalar(nginx) else { continue };
-        match d
-            .arg(0)
-            .and_then(scope::time)
-            .filter(|t| !t.is_zero() && *t <= Duration::from_secs(365 * 86_400))
-        {
+        match d.arg(0).and_then(scope::time).and_then(scope::bounded) {
             Some(t) => {
                 cx.take(d);
                 timeouts.set_noted(vec![cx.from(d)], key, Node::str(scope::fmt_time(t)));
             }
-            None => cx.drop(d, false, "zero or unreadable; scimitar keeps its default"),
+            None => cx.drop(d, false, "zero, over a year or unreadable; scimitar keeps its default"),
         }
     }
     if let Some((t, from)) = &base.idle {
