@@ -319,6 +319,15 @@ pub fn fate(name: &str) -> Fate {
     Fate::Handling("not a directive scimitar knows; treated as changing request handling")
 }
 
+/// [`fate`], with the arguments that change it: an `error_page` that changes the status
+/// (`=200`, `=`) changes what the client gets, one that only swaps the body does not.
+pub fn fate_of(d: &crate::nginx::Directive) -> Fate {
+    if d.name == "error_page" && d.args.iter().any(|a| a.text.starts_with('=')) {
+        return Fate::Handling("it changes the status of an error; scimitar passes upstream statuses through and answers its own errors in SCIM");
+    }
+    fate(&d.name)
+}
+
 /// The report kind for a fate, given whether a variable the directive defines is read.
 pub fn kind(f: Fate, defined_var_read: bool) -> Option<(Kind, &'static str)> {
     match f {

@@ -317,10 +317,19 @@ fn route(cx: &mut Cx, pools: &mut Pools, policies: &mut Policies, loc: &Loc, ind
             if !limits.is_empty() {
                 body.set("rate_limits", Node::Flow(limits));
             }
-            if let Some((c, notes)) = cache(cx, &loc.chain, &classes) {
+            let headers = headers::route(cx, &loc.chain, Some(&target.proxy_host));
+            if let Some((mut c, notes)) = cache(cx, &loc.chain, &classes) {
+                let forwarded = headers.as_ref().map(forwarded_headers).unwrap_or_default();
+                if !forwarded.is_empty() {
+                    c.set_noted(
+                        vec!["request rules forward these client headers, so answers may depend on them".into()],
+                        "key_headers",
+                        Node::Flow(forwarded),
+                    );
+                }
                 body.set_noted(notes, "cache", c);
             }
-            if let Some(h) = headers::route(cx, &loc.chain, Some(&target.proxy_host)) {
+            if let Some(h) = headers {
                 body.set("headers", h);
             }
             if let Some((a, notes)) = auth::route(cx, &loc.chain) {
@@ -351,6 +360,28 @@ fn route(cx: &mut Cx, pools: &mut Pools, policies: &mut Policies, loc: &Loc, ind
         notes: vec![cx.from(l)],
         body,
     })
+}
+
+/// The client headers a route's request rules copy upstream (`$http_x_tenant` →
+/// `X-Tenant`), which a cached answer may depend on; Authorization is always in the key.
+fn forwarded_headers(headers: &Node) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let Some(Node::Map(set)) = headers.get("request").and_then(|r| r.get("set")) else {
+        return out;
+    };
+    for e in set {
+        let Node::Str(v) = &e.value else { continue };
+        for var in scope::variables(v) {
+            let Some(h) = var.strip_prefix("http_").filter(|h| *h != "authorization") else {
+                continue;
+            };
+            let name = headers::canonical(&h.replace('_', "-"));
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
+    out
 }
 
 /// `return 403;` → `403`; `return 404 "text";` → `{status: 404, detail: text}` for plain

@@ -248,11 +248,11 @@ fn sweep(cx: &mut Cx, dirs: &[Directive]) {
             continue;
         }
         let read = defined_var(d).is_some_and(|v| cx.is_read(v));
-        match catalog::kind(catalog::fate(&d.name), read) {
+        match catalog::kind(catalog::fate_of(d), read) {
             None => cx.take_all(d),
             Some((kind, why)) => {
                 let why = match (&kind, defined_var(d)) {
-                    (Kind::Dropped { handling: false }, Some(v)) if catalog::fate(&d.name) != catalog::Fate::Silent => {
+                    (Kind::Dropped { handling: false }, Some(v)) => {
                         format!("{why}; ${v} is read nowhere, so nothing changes")
                     }
                     (Kind::Dropped { handling: true }, Some(v)) => format!("{why}, and ${v} is read elsewhere"),

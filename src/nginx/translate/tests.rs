@@ -967,6 +967,22 @@ fn scripting_and_modules_change_handling_tuning_and_unused_variables_do_not() {
     assert_eq!(t.lines().len(), 3);
 
     let t = tr(&server(
+        "error_page 502 /down.json; error_page 404 =200 /empty.json; location / { proxy_pass http://scim; }",
+    ));
+    let swaps_body =
+        t.t.notes
+            .iter()
+            .find(|n| n.what == "error_page 502 /down.json")
+            .unwrap();
+    assert_eq!(swaps_body.kind, Kind::Dropped { handling: false });
+    let changes_status =
+        t.t.notes
+            .iter()
+            .find(|n| n.what.starts_with("error_page 404 =200"))
+            .unwrap();
+    assert_eq!(changes_status.kind, Kind::Dropped { handling: true });
+
+    let t = tr(&server(
         "rewrite ^/v2/(.*)$ /scim/v2/$1; location / { access_by_lua_block { ngx.exit(403) } js_content x.y; frobnicate on; proxy_pass http://scim; }",
     ));
     for what in ["rewrite", "access_by_lua_block", "js_content", "frobnicate"] {
@@ -1033,4 +1049,14 @@ fn odd_values_are_reported_or_bounded_never_a_panic() {
     assert_eq!(p["max_conns"], Value::from(1_000_000));
     assert_eq!(t.v["rate_limits"]["policies"]["y"]["burst"], Value::from(1_000_000));
     assert_eq!(s(&t.v["client"]["max_request_line"]), "65534");
+}
+
+#[test]
+fn a_caching_route_keys_on_the_client_headers_its_request_rules_forward() {
+    let t = tr(&server_in(
+        "proxy_cache_path c keys_zone=z:1m; ",
+        "location / { proxy_pass http://scim; proxy_cache z; proxy_cache_valid 200 1m;
+           proxy_set_header X-Tenant $http_x_tenant_id; proxy_set_header X-Auth $http_authorization; }",
+    ));
+    assert_eq!(strs(&t.route("root")["cache"]["key_headers"]), ["X-Tenant-Id"]);
 }
