@@ -3,8 +3,9 @@
 
 SHELL    := /bin/bash
 VENV     ?= .venv
-# chromium: the headless browser of the status page test (tests/status_page.rs).
-APT_PKGS := cmake pkg-config libssl-dev redis-server curl openssl chromium
+# chromium: the headless browser of the status page test (tests/status_page.rs); nginx: the
+# drop-in tests run it side by side with scimitar (tests/nginx_diff.rs) and check fixtures with `nginx -t`.
+APT_PKGS := cmake pkg-config libssl-dev redis-server curl openssl chromium nginx
 PY_REQS  := scim2-server==0.8.3 scim2-tester==0.5.2 scim2-client==0.13.2 scim2-models==0.12.3 httpx2==2.16.2
 CARGO    ?= cargo
 # make install: where things go. INSTALL_BIN picks another binary (tests install a debug one).

@@ -4,12 +4,14 @@
 //! - [`ScimServer`]: a real scim2-server (PyPI) from the venv `make test` prepares.
 //! - [`TestUpstream`]: a small in-process HTTP server for failure cases (die mid-request,
 //!   stall, answer a fixed status) that counts what reached it.
+//! - [`nginx::Nginx`]: Debian's nginx on a config a test wrote (the nginx drop-in tests).
 //! - [`http`]: a blocking HTTP/1.1 client that returns status, headers and body.
 //!
 //! Every child process is killed on drop, so a failing test leaves nothing running.
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod nginx;
 pub mod recorder;
 pub mod tcp;
 pub mod tls;
@@ -426,6 +428,23 @@ impl Proxy {
             child: None,
         };
         std::fs::write(p.config_path(), p.config_text(server, extra, body)).expect("write config");
+        p.child = Some(p.spawn(&[], "scimitar.log"));
+        wait_for_port(p.addr, Duration::from_secs(20));
+        wait_for_port(p.admin, Duration::from_secs(5));
+        p
+    }
+
+    /// Starts scimitar on a whole config file's text that listens on `addr` and has its admin
+    /// listener on `admin` (for configs a test did not assemble from parts, such as the output
+    /// of `scimitar import nginx`).
+    pub fn start_text(addr: SocketAddr, admin: SocketAddr, text: &str) -> Self {
+        let mut p = Proxy {
+            addr,
+            admin,
+            dir: scratch_dir("proxy"),
+            child: None,
+        };
+        std::fs::write(p.config_path(), text).expect("write config");
         p.child = Some(p.spawn(&[], "scimitar.log"));
         wait_for_port(p.addr, Duration::from_secs(20));
         wait_for_port(p.admin, Duration::from_secs(5));
