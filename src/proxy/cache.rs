@@ -398,7 +398,7 @@ async fn serve(session: &mut Session, ctx: &mut Ctx, e: &Arc<Entry>) -> Result<(
     let mut add = answer_headers(ctx)?;
     add.set(header::AGE, http::HeaderValue::from(e.stored.elapsed().as_secs()));
     add.set(X_CACHE, http::HeaderValue::from_static("HIT"));
-    super::rewrite::answer_with_rules(session, ctx, &mut h, add)?;
+    super::rewrite::answer_with_rules(session, ctx, &mut h, &mut add)?;
     session.write_response_header(Box::new(h), not_modified).await?;
     if !not_modified {
         session.write_response_body(Some(e.body.clone()), true).await?;

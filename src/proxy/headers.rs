@@ -25,6 +25,8 @@ pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// Up to eight headers to set, collected on the stack (a request sets at most six today:
 /// X-Forwarded-For/-Proto/-Host, X-Request-Id, Host, the client certificate).
+/// Passed by `&mut`: it is ~600 bytes, and each by-value hop through the glue was a copy
+/// (callgrind: ~300 instructions per direction once the header rules added a layer).
 #[derive(Default)]
 pub struct Additions {
     items: [Option<(HeaderName, HeaderValue)>; 8],
@@ -46,12 +48,12 @@ impl Additions {
 }
 
 /// Sets (replacing) each header on a request about to go upstream.
-pub fn apply_to_request(up: &mut RequestHeader, add: Additions) -> Result<()> {
+pub fn apply_to_request(up: &mut RequestHeader, add: &mut Additions) -> Result<()> {
     apply_to_request_with(up, add, None)
 }
 
 /// [`apply_to_request`], then a route's request rules (in the same pass over the header).
-pub fn apply_to_request_with(up: &mut RequestHeader, mut add: Additions, rules: Rules<'_>) -> Result<()> {
+pub fn apply_to_request_with(up: &mut RequestHeader, add: &mut Additions, rules: Rules<'_>) -> Result<()> {
     let plain = up.send_end_stream().is_none()
         && up
             .uri
@@ -74,12 +76,12 @@ pub fn apply_to_request_with(up: &mut RequestHeader, mut add: Additions, rules: 
 }
 
 /// Sets (replacing) each header on a response about to go downstream.
-pub fn apply_to_response(resp: &mut ResponseHeader, add: Additions) -> Result<()> {
+pub fn apply_to_response(resp: &mut ResponseHeader, add: &mut Additions) -> Result<()> {
     apply_to_response_with(resp, add, None)
 }
 
 /// [`apply_to_response`], then a route's response rules (in the same pass over the header).
-pub fn apply_to_response_with(resp: &mut ResponseHeader, mut add: Additions, rules: Rules<'_>) -> Result<()> {
+pub fn apply_to_response_with(resp: &mut ResponseHeader, add: &mut Additions, rules: Rules<'_>) -> Result<()> {
     if resp.get_reason_phrase() != resp.status.canonical_reason() {
         for (n, v) in add.drain() {
             resp.insert_header(n, v)?;
@@ -99,7 +101,7 @@ pub fn apply_to_response_with(resp: &mut ResponseHeader, mut add: Additions, rul
 /// A route's rules for this direction and the request's variables, when it has any.
 pub type Rules<'a> = Option<(&'a RuleSet, &'a Vars<'a>)>;
 
-fn edit(headers: &mut http::HeaderMap, mut add: Additions, rules: Rules<'_>) -> Result<()> {
+fn edit(headers: &mut http::HeaderMap, add: &mut Additions, rules: Rules<'_>) -> Result<()> {
     headers.reserve(add.len + rules.map_or(0, |(r, _)| r.len_hint()));
     for (n, v) in add.drain() {
         headers.insert(n, v);
@@ -128,7 +130,7 @@ mod tests {
         let mut add = Additions::default();
         add.set(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1, 127.0.0.1"));
         add.set(X_REQUEST_ID, HeaderValue::from_static("abc"));
-        apply_to_request(&mut up, add).expect("apply");
+        apply_to_request(&mut up, &mut add).expect("apply");
         assert_eq!(up.raw_path(), b"/scim/v2/Users?filter=a%20eq%20b");
         assert_eq!(up.method, http::Method::GET);
         let wire = wire_req(&up);
@@ -148,7 +150,7 @@ mod tests {
         let raw = up.raw_path().to_vec();
         let mut add = Additions::default();
         add.set(X_REQUEST_ID, HeaderValue::from_static("abc"));
-        apply_to_request(&mut up, add).expect("apply");
+        apply_to_request(&mut up, &mut add).expect("apply");
         assert_eq!(up.raw_path(), &raw[..]);
         assert!(up.headers.contains_key("x-request-id"));
     }
@@ -161,7 +163,7 @@ mod tests {
         let mut add = Additions::default();
         add.set(X_REQUEST_ID, HeaderValue::from_static("abc"));
         add.set(RATELIMIT, HeaderValue::from_static("\"p\";r=1;t=1"));
-        apply_to_response(&mut r, add).expect("apply");
+        apply_to_response(&mut r, &mut add).expect("apply");
         assert_eq!(r.status.as_u16(), 201);
         assert_eq!(r.version, http::Version::HTTP_10);
         assert_eq!(
@@ -174,7 +176,7 @@ mod tests {
         custom.set_reason_phrase(Some("Fine")).expect("reason");
         let mut add = Additions::default();
         add.set(X_REQUEST_ID, HeaderValue::from_static("abc"));
-        apply_to_response(&mut custom, add).expect("apply");
+        apply_to_response(&mut custom, &mut add).expect("apply");
         assert_eq!(custom.get_reason_phrase(), Some("Fine"));
         assert!(custom.headers.contains_key("x-request-id"));
     }

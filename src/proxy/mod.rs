@@ -131,8 +131,8 @@ fn answer_headers(ctx: &mut Ctx) -> Result<Additions> {
 pub async fn respond(session: &mut Session, ctx: &mut Ctx, err: &ScimError) -> Result<()> {
     let body = err.body();
     let mut header = err.header(body.len())?;
-    let add = answer_headers(ctx)?;
-    rewrite::answer_with_rules(session, ctx, &mut header, add)?;
+    let mut add = answer_headers(ctx)?;
+    rewrite::answer_with_rules(session, ctx, &mut header, &mut add)?;
     send(session, header, Some(body)).await
 }
 
@@ -552,7 +552,7 @@ impl ProxyHttp for Scimitar {
                 add.set(http::header::HOST, host);
             }
         }
-        rewrite::request_with_rules(session, ctx, up, add)
+        rewrite::request_with_rules(session, ctx, up, &mut add)
     }
 
     async fn upstream_response_filter(
@@ -595,8 +595,8 @@ impl ProxyHttp for Scimitar {
         if session.req_header().version == http::Version::HTTP_11 {
             resp.set_version(http::Version::HTTP_11);
         }
-        let add = answer_headers(ctx)?;
-        rewrite::answer_with_rules(session, ctx, resp, add)
+        let mut add = answer_headers(ctx)?;
+        rewrite::answer_with_rules(session, ctx, resp, &mut add)
     }
 
     fn upstream_response_body_filter(
@@ -693,7 +693,7 @@ impl ProxyHttp for Scimitar {
                     if let Some(id) = &ctx.request_id {
                         add.set(headers::X_REQUEST_ID, id.clone());
                     }
-                    if let Err(he) = rewrite::answer_with_rules(session, ctx, &mut h, add) {
+                    if let Err(he) = rewrite::answer_with_rules(session, ctx, &mut h, &mut add) {
                         log::error!("could not add the answer's headers: {he}");
                     }
                     if let Err(we) = session.as_downstream_mut().write_error_response(h, body).await {

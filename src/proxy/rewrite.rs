@@ -29,7 +29,12 @@ fn vars<'a>(rt: &'a Runtime, session: &'a Session, ctx: &'a Ctx) -> Vars<'a> {
 }
 
 /// Sets `add` on an answer to the client, then the route's response rules.
-pub(super) fn answer_with_rules(session: &Session, ctx: &Ctx, resp: &mut ResponseHeader, add: Additions) -> Result<()> {
+pub(super) fn answer_with_rules(
+    session: &Session,
+    ctx: &Ctx,
+    resp: &mut ResponseHeader,
+    add: &mut Additions,
+) -> Result<()> {
     let rt = &*ctx.rt;
     match rt.route(ctx).and_then(Route::response_rules) {
         None => headers::apply_to_response(resp, add),
@@ -39,7 +44,12 @@ pub(super) fn answer_with_rules(session: &Session, ctx: &Ctx, resp: &mut Respons
 
 /// Sets `add` on the request to the upstream, then the route's request rules (after the
 /// proxy's own headers, so `set: {Host: …}` wins over `preserve_host`).
-pub(super) fn request_with_rules(session: &Session, ctx: &Ctx, up: &mut RequestHeader, add: Additions) -> Result<()> {
+pub(super) fn request_with_rules(
+    session: &Session,
+    ctx: &Ctx,
+    up: &mut RequestHeader,
+    add: &mut Additions,
+) -> Result<()> {
     let rt = &*ctx.rt;
     match rt.route(ctx).and_then(Route::request_rules) {
         None => headers::apply_to_request(up, add),
@@ -59,7 +69,7 @@ pub(super) fn upstream_target(session: &Session, ctx: &Ctx, route: &Route) -> Op
 /// Answers a request of a `return` route.
 pub(super) async fn answer_fixed(session: &mut Session, ctx: &mut Ctx, answer: &FixedAnswer) -> Result<()> {
     let mut h = answer.header()?;
-    let add = answer_headers(ctx)?;
-    answer_with_rules(session, ctx, &mut h, add)?;
+    let mut add = answer_headers(ctx)?;
+    answer_with_rules(session, ctx, &mut h, &mut add)?;
     super::send(session, h, answer.body()).await
 }
