@@ -104,7 +104,6 @@ const SILENT: &[&str] = &[
     "ssl_trusted_certificate",
     "ssl_buffer_size",
     "ssl_early_data",
-    "ssl_verify_depth",
     "http2_max_concurrent_streams",
     "http2_recv_buffer_size",
     "http2_chunk_size",
@@ -129,6 +128,11 @@ const SILENT: &[&str] = &[
     "ignore_invalid_headers",
     "merge_slashes",
 ];
+
+/// Client-certificate verification no translated listener carries (a plaintext or untranslated
+/// server's, or one on a listener that kept another server's settings): never quiet, since a
+/// client nginx refused could get through.
+const CLIENT_CERT: &str = "client-certificate verification that no translated TLS listener carries: requests nginx refused without a valid certificate may get through; set the listener's `tls.client_ca` and `client_auth` by hand";
 
 /// The others, each with the reason an operator reads in the report.
 const REPORTED: &[(&str, Fate)] = &[
@@ -199,6 +203,9 @@ const REPORTED: &[(&str, Fate)] = &[
     ("ssl_crl", Fate::Handling("scimitar does not check revocation lists")),
     ("ssl_ocsp", Fate::Handling("scimitar does not check client certificates by OCSP")),
     ("ssl_reject_handshake", Fate::Handling("scimitar serves its default certificate to an unknown SNI")),
+    ("ssl_verify_client", Fate::Handling(CLIENT_CERT)),
+    ("ssl_client_certificate", Fate::Handling(CLIENT_CERT)),
+    ("ssl_verify_depth", Fate::Handling(CLIENT_CERT)),
     ("ssl", Fate::Quiet("`ssl on` is read with the server's listen directives")),
     ("http2_push", Fate::Quiet("scimitar does not push")),
     ("http2_push_preload", Fate::Quiet("scimitar does not push")),
@@ -280,8 +287,6 @@ const TRANSLATED: &[&str] = &[
     "ssl_certificate",
     "ssl_certificate_key",
     "ssl_protocols",
-    "ssl_client_certificate",
-    "ssl_verify_client",
     "http2",
 ];
 

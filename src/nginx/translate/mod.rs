@@ -2,7 +2,8 @@
 //! report of everything that could not be carried over. Pure: no file is read or written
 //! here (`import.rs` is the command around it).
 //!
-//! - `servers.rs`: `listen`, `server_name`, TLS, HTTP/2 → `listeners`; client timeouts.
+//! - `servers.rs`: `listen`, `server_name`, certificates, HTTP/2 → `listeners`; client
+//!   timeouts. `tls.rs`: each server's TLS settings, checked alike on a shared listener.
 //! - `upstreams.rs`: `upstream` blocks and `proxy_pass` addresses → `upstreams` (one pool per
 //!   distinct set of per-location settings: timeouts, retries).
 //! - `locations.rs`: `location` → `routes` (base path + endpoint classes, `return`,
@@ -26,6 +27,7 @@ mod probes;
 pub mod report;
 mod scope;
 mod servers;
+mod tls;
 mod toplevel;
 mod upstreams;
 

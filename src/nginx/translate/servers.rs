@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::emit::{Entry, Item, Node};
 use super::scope::{self, Chain};
+use super::tls;
 use super::{Cx, Out};
 use crate::nginx::Directive;
 
@@ -21,6 +22,8 @@ pub(crate) struct Listener {
     certs: Vec<Cert>,
     /// `min_version`, `ciphers`, `client_ca`, `client_auth`: from the first TLS server.
     options: Vec<Entry>,
+    /// Where that server is (`nginx.conf:12`), for reporting another that differs.
+    origin: String,
 }
 
 struct Cert {
@@ -283,9 +286,17 @@ fn add(
     } else {
         None
     };
+    let server = chain.innermost().map(|s| cx.place(s)).unwrap_or_default();
     let listeners = &mut out.listeners.0;
     if let Some(l) = listeners.iter_mut().find(|l| l.address == address) {
-        // Another server on the same address: one listener, one more certificate.
+        // Another server on the same address: one listener, one more certificate, and the
+        // settings nginx kept per server but scimitar per listener checked for a difference.
+        if tls {
+            let options = tls::options(cx, chain);
+            if l.tls {
+                tls::conflict(cx, at, (&l.origin, &server), &l.options, &options);
+            }
+        }
         if let Some(c) = cert {
             if !l.certs.iter().any(|x| x.cert == c.cert && x.key == c.key) {
                 l.certs.push(c);
@@ -318,7 +329,7 @@ fn add(
     if listeners.iter().any(|l| l.name == name) {
         name = format!("{name}-{}", listeners.len() + 1);
     }
-    let options = if tls { tls_options(cx, chain) } else { Vec::new() };
+    let options = if tls { tls::options(cx, chain) } else { Vec::new() };
     listeners.push(Listener {
         name,
         address,
@@ -327,6 +338,7 @@ fn add(
         notes: vec![note],
         certs: cert.into_iter().collect(),
         options,
+        origin: server,
     });
 }
 
@@ -361,85 +373,6 @@ fn certificate(cx: &mut Cx, chain: &Chain, names: &[String], default: bool) -> O
         default,
         notes: vec![cx.from(c), cx.from(k)],
     })
-}
-
-/// `ssl_protocols`, `ssl_ciphers`, `ssl_client_certificate`, `ssl_verify_client`.
-fn tls_options(cx: &mut Cx, chain: &Chain) -> Vec<Entry> {
-    let mut t = Node::map();
-    if let Some(d) = chain.scalar("ssl_protocols") {
-        let has = |v: &str| d.args.iter().any(|a| a.text == v);
-        let min = if has("TLSv1.2") || !has("TLSv1.3") {
-            "1.2"
-        } else {
-            "1.3"
-        };
-        cx.take(d);
-        if has("TLSv1") || has("TLSv1.1") || has("SSLv3") {
-            cx.differs(
-                d,
-                "scimitar refuses TLS 1.0 and 1.1 (every IdP does too): the floor is 1.2",
-            );
-        }
-        if !has("TLSv1.3") {
-            cx.differs(d, "scimitar also offers TLS 1.3");
-        }
-        t.set_noted(vec![cx.from(d)], "min_version", Node::str(min));
-    }
-    if let Some(d) = chain.scalar("ssl_ciphers") {
-        cx.take(d);
-        if let Some(c) = d.arg(0) {
-            t.set_noted(
-                vec![cx.from(d), "OpenSSL's syntax, as in nginx (TLS 1.2 suites)".into()],
-                "ciphers",
-                Node::str(c),
-            );
-        }
-    }
-    let verify = chain.scalar("ssl_verify_client");
-    let ca = chain.scalar("ssl_client_certificate");
-    let mode = verify.and_then(|d| d.arg(0)).unwrap_or("off");
-    match (mode, ca) {
-        ("on" | "optional", Some(ca_d)) => {
-            let path = scope::resolve(cx.base(), ca_d.arg(0).unwrap_or_default());
-            cx.take(ca_d);
-            t.set_noted(vec![cx.from(ca_d)], "client_ca", Node::str(path.display().to_string()));
-            if let Some(v) = verify {
-                cx.take(v);
-                let auth = if mode == "on" { "required" } else { "optional" };
-                t.set_noted(vec![cx.from(v)], "client_auth", Node::str(auth));
-            }
-        }
-        ("optional_no_ca", _) => {
-            if let Some(v) = verify {
-                cx.drop(
-                    v,
-                    true,
-                    "scimitar verifies every presented client certificate against `client_ca`",
-                );
-            }
-            if let Some(c) = ca {
-                cx.take(c);
-            }
-        }
-        (_, Some(c)) => {
-            // Without ssl_verify_client nginx asks for no certificate at all.
-            cx.take(c);
-            if let Some(v) = verify {
-                cx.take(v);
-            }
-        }
-        (_, None) => {
-            if let Some(v) = verify.filter(|_| mode != "off") {
-                cx.drop(v, true, "`ssl_verify_client` without `ssl_client_certificate`");
-            } else if let Some(v) = verify {
-                cx.take(v);
-            }
-        }
-    }
-    match t {
-        Node::Map(e) => e,
-        _ => Vec::new(),
-    }
 }
 
 /// The client limits from the http level (or a lone server's).
