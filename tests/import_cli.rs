@@ -153,3 +153,67 @@ fn usage_documents_the_exit_codes_and_bad_arguments_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("unknown option `--frobnicate`"));
 }
+
+/// Every credential written in tests/fixtures/nginx/scim-secrets.conf.
+const SECRETS: &[&str] = &[
+    "map-token-7f3a9c21",
+    "bWFwdXNlcjpwNHNzdzByZA==",
+    "mapkey-0b1c2d3e4f",
+    "mapkey-9a8b7c6d5e",
+    "mapvalue-5e6f7a8b",
+    "dXNlcjpzM2NyM3Q=",
+    "hdr-api-key-44d1e2",
+    "setvar-secret-6c5d4e",
+    "securelink-3e2d1c",
+    "s3cr3t-api-key",
+    "digestresp-2b3c",
+    "ifarg-key-8d9e0f",
+    "if-token-1a2b3c4d",
+    "loc-token-9f8e7d",
+    "cookie-sess-3a4b5c",
+    "setcookie-7d8e9f",
+    "addhdr-key-1f2e3d",
+    "legacy-tok-6a7b8c",
+];
+
+#[test]
+fn no_credential_of_the_nginx_config_appears_in_the_yaml_or_the_report() {
+    let conf = fixture("scim-secrets.conf");
+    let source = std::fs::read_to_string(&conf).unwrap();
+    for s in SECRETS {
+        assert!(source.contains(s), "{s} is no longer in the fixture");
+    }
+    let out = scimitar(&["import", "nginx", conf.to_str().unwrap(), "--allow-partial"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let (yaml, report) = (text(&out.stdout), text(&out.stderr));
+    let all = format!("{yaml}\n{report}");
+    let leaked: Vec<&str> = SECRETS.iter().copied().filter(|s| all.contains(s)).collect();
+    assert!(leaked.is_empty(), "leaked {leaked:?}:\n{all}");
+    assert!(
+        report.contains("proxy_set_header Authorization … — translated with a difference")
+            && report.contains("export SCIMITAR_SECRET_AUTHORIZATION "),
+        "the report says where the header's credential went: {report}"
+    );
+
+    // The header rules read them from the environment: -t refuses the file until they are set.
+    let dir = common::scratch_dir("import-secrets");
+    let file = dir.join("scimitar.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    let (code, msg) = check(&file);
+    assert_eq!(code, 1, "{msg}");
+    assert!(msg.contains("SCIMITAR_SECRET_AUTHORIZATION is not set"), "{msg}");
+    let mut t = Command::new(env!("CARGO_BIN_EXE_scimitar"));
+    t.args(["-t", "-c", file.to_str().unwrap()]);
+    for name in [
+        "AUTHORIZATION",
+        "AUTHORIZATION_2",
+        "COOKIE",
+        "SET_COOKIE",
+        "X_DEBUG_TOKEN",
+    ] {
+        t.env(format!("SCIMITAR_SECRET_{name}"), "Bearer from-the-environment");
+    }
+    let out = t.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stderr), text(&out.stdout));
+    let _ = std::fs::remove_dir_all(&dir);
+}

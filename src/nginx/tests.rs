@@ -11,7 +11,7 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ngin
 
 /// The fixtures `nginx -t` must accept, relative to [`FIXTURES`], with the oldest nginx that
 /// has their syntax. `scim-modules.conf` is not here: it needs the Lua and njs modules.
-const NGINX_FIXTURES: [(&str, (u32, u32, u32)); 8] = [
+const NGINX_FIXTURES: [(&str, (u32, u32, u32)); 9] = [
     ("scim-basic.conf", (1, 0, 0)),
     ("scim-edge.conf", (1, 0, 0)),
     ("scim-pool.conf", (1, 0, 0)),
@@ -19,6 +19,7 @@ const NGINX_FIXTURES: [(&str, (u32, u32, u32)); 8] = [
     ("scim-routes.conf", (1, 0, 0)),
     ("scim-headers.conf", (1, 0, 0)),
     ("scim-scripting.conf", (1, 0, 0)),
+    ("scim-secrets.conf", (1, 0, 0)),
     // `http2 on;`
     ("scim-modern.conf", (1, 25, 1)),
 ];

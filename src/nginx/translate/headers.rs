@@ -8,6 +8,7 @@
 //! usually set by hand, so those rules translate to nothing.
 
 use super::emit::Node;
+use super::redact;
 use super::scope::{self, Chain, Part};
 use super::{Cx, Kind, Note};
 use crate::nginx::Directive;
@@ -80,8 +81,8 @@ pub fn canonical(name: &str) -> String {
 /// A set of rules being built: `set`/`add` maps and a `remove` list, each with comments.
 #[derive(Default)]
 struct Rules {
-    set: Vec<(String, String, Vec<String>)>,
-    add: Vec<(String, String, Vec<String>)>,
+    set: Vec<(String, Node, Vec<String>)>,
+    add: Vec<(String, Node, Vec<String>)>,
     remove: Vec<(String, Vec<String>)>,
 }
 
@@ -92,7 +93,7 @@ impl Rules {
             if !list.is_empty() {
                 let mut m = Node::map();
                 for (h, v, notes) in list {
-                    m.set_noted(notes, &h, Node::str(v));
+                    m.set_noted(notes, &h, v);
                 }
                 n.set(key, m);
             }
@@ -141,12 +142,12 @@ fn request(cx: &mut Cx, chain: &Chain, proxy_host: &str) -> Option<Node> {
                 "$host" | "$http_host" => cx.take(d),
                 "$proxy_host" => {
                     cx.take(d);
-                    rules.set.push(("Host".into(), proxy_host.to_string(), vec![from]));
+                    rules.set.push(("Host".into(), Node::str(proxy_host), vec![from]));
                 }
                 other => match value(other) {
                     Ok(v) => {
                         cx.take(d);
-                        rules.set.push(("Host".into(), v, vec![from]));
+                        rules.set.push(("Host".into(), Node::str(v), vec![from]));
                     }
                     Err(var) => unsupported(cx, d, &var),
                 },
@@ -191,6 +192,7 @@ fn request(cx: &mut Cx, chain: &Chain, proxy_host: &str) -> Option<Node> {
         match value(v) {
             Ok(val) => {
                 cx.take(d);
+                let val = rule_value(cx, d, name, val);
                 rules.set.push((name.to_string(), val, vec![from]));
             }
             Err(var) => unsupported(cx, d, &var),
@@ -201,7 +203,7 @@ fn request(cx: &mut Cx, chain: &Chain, proxy_host: &str) -> Option<Node> {
             0,
             (
                 "Host".into(),
-                proxy_host.to_string(),
+                Node::str(proxy_host),
                 vec![
                     "nginx sends `Host: $proxy_host` when no proxy_set_header sets Host; delete this to pass the client's Host (scimitar's default, which keeps `Location` and `meta.location` URLs pointing at the proxy)".into(),
                 ],
@@ -272,6 +274,7 @@ fn response(cx: &mut Cx, chain: &Chain, proxying: bool) -> Option<Node> {
                 "scimitar adds it to every answer; nginx without `always` only to 200, 201, 204, 206, 301, 302, 303, 304, 307 and 308",
             );
         }
+        let val = rule_value(cx, d, name, val);
         let mut notes = vec![cx.from(d)];
         if let Some(i) = hide_names.iter().position(|h| *h == lower) {
             // Hidden from the upstream and added here: nginx's way of replacing it.
@@ -284,6 +287,23 @@ fn response(cx: &mut Cx, chain: &Chain, proxying: bool) -> Option<Node> {
         }
     }
     rules.node()
+}
+
+/// A rule's value: a credential written in the config becomes a reference to an environment
+/// variable, so neither the YAML nor its comments hold it (and `-t` refuses the file until
+/// the variable is set).
+fn rule_value(cx: &mut Cx, d: &Directive, name: &str, val: String) -> Node {
+    if !redact::literal_secret(name, &val) {
+        return Node::Str(val);
+    }
+    let env = cx.secret_env(name, &val);
+    cx.note(Note::new(
+        d,
+        Kind::Differs,
+        format!("the value is a credential, so the YAML reads it from the environment: export {env} with this directive's value (a literal `$` written `$$`) where scimitar runs"),
+    ));
+    // Single quotes: the value is pasted in before YAML parsing, and tokens hold no `'`.
+    Node::Raw(format!("'${{{env}}}'"))
 }
 
 fn unsupported(cx: &mut Cx, d: &Directive, var: &str) {

@@ -12,7 +12,7 @@
 //! - `headers.rs`, `limits.rs`, `auth.rs`, `toplevel.rs`: header rules, rate limits, bearer
 //!   token checks, real client IP and logs.
 //! - `catalog.rs`: what every directive left over means; `report.rs`: the report lines and
-//!   the exit code; `emit.rs`: the YAML text with a `# from file:line` comment above each part.
+//!   the exit code; `redact.rs`: credentials kept out of all of it; `emit.rs`: the YAML text with a `# from file:line` comment above each part.
 //!
 //! Every directive of the tree is accounted for: the parts mark what they consume, and a last
 //! sweep reports the rest through the catalogue.
@@ -24,6 +24,7 @@ mod headers;
 mod limits;
 mod locations;
 mod probes;
+mod redact;
 pub mod report;
 mod scope;
 mod servers;
@@ -132,6 +133,8 @@ pub(crate) struct Cx {
     notes: Vec<Note>,
     /// How often each variable is read (definitions by `map`/`geo`/`set` excluded).
     reads: HashMap<String, usize>,
+    /// (value, environment variable) of each credential a header rule carries.
+    secrets: Vec<(String, String)>,
 }
 
 impl Cx {
@@ -143,6 +146,7 @@ impl Cx {
             taken: HashSet::new(),
             notes: Vec::new(),
             reads,
+            secrets: Vec::new(),
         }
     }
 
@@ -184,6 +188,33 @@ impl Cx {
         if !self.notes.contains(&n) {
             self.notes.push(n);
         }
+    }
+
+    /// The environment variable a header rule's credential is written as:
+    /// `SCIMITAR_SECRET_X_API_KEY` for header `X-Api-Key`, one per distinct value.
+    pub fn secret_env(&mut self, header: &str, value: &str) -> String {
+        if let Some((_, name)) = self.secrets.iter().find(|(v, _)| v == value) {
+            return name.clone();
+        }
+        let stem: String = header
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let stem = format!("SCIMITAR_SECRET_{stem}");
+        let mut name = stem.clone();
+        let mut n = 2;
+        while self.secrets.iter().any(|(_, x)| *x == name) {
+            name = format!("{stem}_{n}");
+            n += 1;
+        }
+        self.secrets.push((value.to_string(), name.clone()));
+        name
     }
 
     /// Whether variable `name` is read anywhere in the configuration.

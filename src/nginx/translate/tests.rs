@@ -24,13 +24,20 @@ pub(super) fn checked(top: &[Directive], base: &Path, what: &str) -> T {
     let mut left = Vec::new();
     untaken(&cx, top, &mut left);
     assert!(left.is_empty(), "{what}: neither translated nor reported: {left:?}");
-    let expanded = crate::config::reader::expand_env(&t.yaml, |_| None).unwrap();
+    let expanded = crate::config::reader::expand_env(&t.yaml, secret_env).unwrap();
     let v = serde_yaml::from_str(&expanded).unwrap_or_else(|e| panic!("{what}: {e}\n{}", t.yaml));
     T {
         t,
         v,
         base: base.to_path_buf(),
     }
+}
+
+/// The environment of a translation's YAML: a value for each credential a header rule reads
+/// from it, nothing else.
+pub(super) fn secret_env(name: &str) -> Option<String> {
+    name.starts_with("SCIMITAR_SECRET_")
+        .then(|| "Bearer from-the-environment".to_string())
 }
 
 /// Translates `src` as /etc/nginx/nginx.conf.
@@ -914,7 +921,7 @@ fn a_token_map_and_its_check_become_route_auth() {
         assert_eq!(digests, want, "route {r}");
     }
     assert!(!t.t.yaml.contains("t-one"));
-    assert!(t.line("if ($ok = 0)").contains("nginx answered 403"));
+    assert!(t.line("if ($ok = …)").contains("nginx answered 403"));
     t.no_line("map $http_authorization");
     assert_eq!(t.code(), 0);
 }

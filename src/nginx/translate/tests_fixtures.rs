@@ -15,7 +15,7 @@ fn dir() -> PathBuf {
 }
 
 /// Every fixture with the exit code its translation must give.
-const FIXTURES: [(&str, u8); 9] = [
+const FIXTURES: [(&str, u8); 10] = [
     ("scim-basic.conf", 0),
     ("scim-includes/nginx.conf", 0),
     ("scim-modern.conf", 0),
@@ -25,6 +25,7 @@ const FIXTURES: [(&str, u8); 9] = [
     ("scim-headers.conf", 1),
     ("scim-scripting.conf", 1),
     ("scim-modules.conf", 1),
+    ("scim-secrets.conf", 1),
 ];
 
 fn fixture(rel: &str) -> T {
@@ -41,7 +42,7 @@ fn every_fixture_translates_to_a_config_scimitar_loads() {
         let f = fixture(rel);
         assert_eq!(exit_code(&f.t.notes, false), code, "{rel}: {:#?}", f.lines());
         assert_eq!(exit_code(&f.t.notes, true), 0, "{rel} with --allow-partial");
-        if let Err(problems) = crate::config::from_str(&f.t.yaml) {
+        if let Err(problems) = crate::config::from_str_with_env(&f.t.yaml, super::tests::secret_env) {
             failed.push(format!(
                 "{rel}:\n  {}\n{}",
                 problems
