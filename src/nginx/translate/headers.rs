@@ -2,10 +2,13 @@
 //!
 //! Each is an array directive: a location with any of them drops every one of its parent's
 //! (see `scope.rs`). nginx sends `Host: $proxy_host` unless told otherwise — the upstream
-//! block's name, or the `proxy_pass` address — where scimitar passes the client's `Host`; a
-//! route without a `Host` rule gets nginx's value written out. The headers scimitar owns
-//! (`X-Forwarded-For`, `-Proto`, `-Host`, `X-Request-Id`) already get what nginx configs
-//! usually set by hand, so those rules translate to nothing.
+//! block's name, or the `proxy_pass` address — where scimitar passes the client's `Host`. That
+//! default is not written out as a rule: with the upstream block's name as Host, the
+//! `Location` and `meta.location` URLs an upstream builds would name the pool, and nginx's
+//! implicit `proxy_redirect default` that repaired `Location` has no general equivalent; so the
+//! difference is reported instead. The headers scimitar owns (`X-Forwarded-For`, `-Proto`,
+//! `-Host`, `X-Request-Id`) already get what nginx configs usually set by hand, so those rules
+//! translate to nothing.
 
 use super::emit::Node;
 use super::redact;
@@ -110,22 +113,22 @@ impl Rules {
     }
 }
 
-/// The route's `headers`; `proxy_host` is nginx's `$proxy_host` for a proxying route
-/// (`None` for a `return` route, where only `add_header` applies).
-pub fn route(cx: &mut Cx, chain: &Chain, proxy_host: Option<&str>) -> Option<Node> {
+/// The route's `headers`; `proxy` is a proxying route's `proxy_pass` and nginx's
+/// `$proxy_host` for it (`None` for a `return` route, where only `add_header` applies).
+pub fn route(cx: &mut Cx, chain: &Chain, proxy: Option<(&Directive, &str)>) -> Option<Node> {
     let mut out = Node::map();
-    if let Some(host) = proxy_host {
-        if let Some(r) = request(cx, chain, host) {
+    if let Some((pass, host)) = proxy {
+        if let Some(r) = request(cx, chain, pass, host) {
             out.set("request", r);
         }
     }
-    if let Some(r) = response(cx, chain, proxy_host.is_some()) {
+    if let Some(r) = response(cx, chain, proxy.is_some()) {
         out.set("response", r);
     }
     (!out.is_empty()).then_some(out)
 }
 
-fn request(cx: &mut Cx, chain: &Chain, proxy_host: &str) -> Option<Node> {
+fn request(cx: &mut Cx, chain: &Chain, pass: &Directive, proxy_host: &str) -> Option<Node> {
     let mut rules = Rules::default();
     let list = chain.array("proxy_set_header");
     let mut host_set = false;
@@ -199,14 +202,10 @@ fn request(cx: &mut Cx, chain: &Chain, proxy_host: &str) -> Option<Node> {
         }
     }
     if !host_set {
-        rules.set.insert(
-            0,
-            (
-                "Host".into(),
-                Node::str(proxy_host),
-                vec![
-                    "nginx sends `Host: $proxy_host` when no proxy_set_header sets Host; delete this to pass the client's Host (scimitar's default, which keeps `Location` and `meta.location` URLs pointing at the proxy)".into(),
-                ],
+        cx.differs(
+            pass,
+            format!(
+                "nginx sends `Host: {proxy_host}` ($proxy_host) when no proxy_set_header sets Host; scimitar passes the client's Host, so the upstream sees the name clients use and the URLs it builds (`Location`, `meta.location`) point at the proxy, not at `{proxy_host}` (a route with `upstream_base_path` also gets `Location` paths mapped back, as nginx's implicit `proxy_redirect default` does); write `headers.request.set.Host` to send another"
             ),
         );
     }

@@ -317,7 +317,7 @@ fn route(cx: &mut Cx, pools: &mut Pools, policies: &mut Policies, loc: &Loc, ind
             if !limits.is_empty() {
                 body.set("rate_limits", Node::Flow(limits));
             }
-            let headers = headers::route(cx, &loc.chain, Some(&target.proxy_host));
+            let headers = headers::route(cx, &loc.chain, Some((p, &target.proxy_host)));
             if let Some((mut c, notes)) = cache(cx, &loc.chain, &classes) {
                 let forwarded = headers.as_ref().map(forwarded_headers).unwrap_or_default();
                 if !forwarded.is_empty() {

@@ -700,7 +700,7 @@ fn proxy_set_header_rules_scimitar_already_follows_translate_to_nothing() {
 }
 
 #[test]
-fn proxy_set_header_sets_removes_and_keeps_nginx_s_host_default() {
+fn proxy_set_header_sets_removes_and_passes_the_client_s_host_where_nginx_sent_proxy_host() {
     let t = tr(&server(
         "location / { proxy_pass http://scim;
            proxy_set_header X-Real-IP $remote_addr;
@@ -711,7 +711,18 @@ fn proxy_set_header_sets_removes_and_keeps_nginx_s_host_default() {
            proxy_set_header Upgrade $http_upgrade; }",
     ));
     let req = &t.route("root")["headers"]["request"];
-    assert_eq!(s(&req["set"]["Host"]), "scim", "nginx's default Host is $proxy_host");
+    assert!(
+        req["set"]["Host"].is_null(),
+        "nginx's default Host ($proxy_host) is not written: the upstream's URLs would name the pool"
+    );
+    let host = t.line("nginx.conf:6: proxy_pass http://scim");
+    assert!(
+        host.contains("translated with a difference: nginx sends `Host: scim`")
+            && host.contains("passes the client's Host")
+            && host.contains("point at the proxy")
+            && host.contains("proxy_redirect default"),
+        "{host}"
+    );
     assert_eq!(s(&req["set"]["X-Real-IP"]), "$remote_addr");
     assert_eq!(s(&req["set"]["X-Tenant"]), "$http_x_tenant-prod");
     assert_eq!(strs(&req["remove"]), ["X-Debug"]);
@@ -742,10 +753,10 @@ fn a_level_with_any_header_directive_replaces_all_of_its_parent_s() {
     assert_eq!(s(&a["request"]["set"]["X-Real-IP"]), "$remote_addr");
     assert_eq!(s(&a["response"]["add"]["X-Frame-Options"]), "DENY");
     let b = &t.route("b")["headers"];
-    assert_eq!(
-        s(&b["request"]["set"]["Host"]),
-        "127.0.0.1:18301",
-        "the http level's Host rule no longer applies"
+    assert!(b["request"]["set"]["Host"].is_null());
+    assert!(
+        t.line("proxy_pass").contains("nginx sends `Host: 127.0.0.1:18301`"),
+        "the http level's Host rule no longer applies at /b/"
     );
     assert!(b["request"]["set"]["X-Real-IP"].is_null());
     assert_eq!(s(&b["request"]["set"]["X-Tenant"]), "$http_x_tenant_id");
@@ -968,7 +979,7 @@ fn scripting_and_modules_change_handling_tuning_and_unused_variables_do_not() {
 
     let t = tr(&http(
         "map $http_user_agent $unused { default 0; } log_format x '$status'; error_log e.log;
-         server { listen 18401; location / { proxy_pass http://127.0.0.1:18301; } }",
+         server { listen 18401; location / { proxy_pass http://127.0.0.1:18301; proxy_set_header Host $host; } }",
     ));
     assert_eq!(t.code(), 0, "{:#?}", t.lines());
     assert_eq!(t.lines().len(), 3);
@@ -1000,7 +1011,9 @@ fn scripting_and_modules_change_handling_tuning_and_unused_variables_do_not() {
 
 #[test]
 fn report_lines_name_file_line_directive_and_verdict() {
-    let t = tr(&server("location / { rewrite ^ /x; proxy_pass http://scim; }"));
+    let t = tr(&server(
+        "location / { rewrite ^ /x; proxy_pass http://scim; proxy_set_header Host $host; }",
+    ));
     assert_eq!(
         t.lines(),
         ["nginx.conf:6: rewrite ^ /x — not translated: scimitar does not rewrite paths beyond a route's `upstream_base_path`"]
