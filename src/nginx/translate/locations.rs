@@ -350,6 +350,15 @@ fn route(cx: &mut Cx, pools: &mut Pools, policies: &mut Policies, loc: &Loc, ind
             return None;
         }
     }
+    if !loc.exact && classes.is_empty() && !loc.path.ends_with('/') {
+        cx.differs(
+            l,
+            format!(
+                "nginx's prefix `{p}` also matches paths that continue its last segment (`{p}foo`, `{p}.json`); scimitar's base path matches whole segments only, so it routes those like any other path (another route, or its 404)",
+                p = loc.path
+            ),
+        );
+    }
     Some(RouteOut {
         name: slug(&loc.path, loc.exact),
         locs: vec![index],
@@ -423,16 +432,24 @@ pub fn upstream_base_path(path: &str, base: &str, uri: &str) -> Result<(Option<S
     let stem = if base == "/" { "" } else { base };
     let suffix = path.strip_prefix(stem).unwrap_or(path);
     let mut differs = None;
-    let ub = if let Some(ub) = uri.strip_suffix(suffix) {
-        ub.to_string()
-    } else if suffix.is_empty() || suffix == "/" {
-        // `location /scim/v2/` with `proxy_pass http://pool/v2` (or the other way round):
-        // nginx glues or doubles the slash; scimitar keeps one.
-        differs = Some(format!(
-            "nginx sends `{path}Users` as `{uri}{}Users`; scimitar keeps one slash",
-            if suffix.is_empty() { "/" } else { "" }
-        ));
+    // Each side's slash decides nginx's result: the location's is replaced, the URI's kept.
+    let ub = if suffix.is_empty() {
+        // `location /scim/v2` (the base itself, no slash): nginx appends the rest of the path,
+        // slash first, to the URI as written.
+        if uri.ends_with('/') {
+            differs = Some(format!(
+                "nginx sends `{path}/Users` as `{uri}/Users` (the URI's slash and the path's: a double slash); scimitar keeps one slash"
+            ));
+        }
         uri.trim_end_matches('/').to_string()
+    } else if let Some(ub) = uri.strip_suffix(suffix) {
+        ub.to_string()
+    } else if suffix == "/" {
+        // `location /scim/v2/` with `proxy_pass http://pool/v2`: nginx glues.
+        differs = Some(format!(
+            "nginx sends `{path}Users` as `{uri}Users` (the location's slash is replaced, the URI has none); scimitar keeps one slash"
+        ));
+        uri.to_string()
     } else {
         return Err(format!(
             "`{uri}` does not end with `{suffix}`: scimitar replaces only the base path `{base}` (`upstream_base_path`) and keeps the endpoint part"

@@ -529,6 +529,33 @@ fn proxy_pass_uri_parts_become_upstream_base_paths() {
 }
 
 #[test]
+fn a_location_without_a_trailing_slash_reports_nginx_s_double_slash_and_wider_prefix() {
+    let t = tr(&server(
+        "proxy_set_header Host $host;
+         location /scim/v2 { proxy_pass http://scim/api/v2/; }
+         location /plain { proxy_pass http://scim/api; }
+         location /dir/ { proxy_pass http://scim/api/; }",
+    ));
+    assert_eq!(s(&t.route("scim-v2")["upstream_base_path"]), "/api/v2");
+    assert!(t
+        .line("nginx.conf:7: proxy_pass")
+        .contains("translated with a difference: nginx sends `/scim/v2/Users` as `/api/v2//Users`"));
+    assert_eq!(s(&t.route("plain")["upstream_base_path"]), "/api");
+    t.no_line("nginx.conf:8: proxy_pass");
+    assert_eq!(s(&t.route("dir")["upstream_base_path"]), "/api");
+    t.no_line("nginx.conf:9:");
+    for (line, p) in [(7, "/scim/v2"), (8, "/plain")] {
+        assert!(
+            t.line(&format!("nginx.conf:{line}: location {p} ")).contains(&format!(
+                "translated with a difference: nginx's prefix `{p}` also matches"
+            )),
+            "{p}"
+        );
+    }
+    assert_eq!(t.code(), 0);
+}
+
+#[test]
 fn return_statuses_scimitar_can_and_cannot_answer() {
     let t = tr(&server(
         "location = /scim/v2/Bulk { return 403; }
