@@ -160,6 +160,14 @@ fn request(cx: &mut Cx, chain: &Chain, pass: &Directive, proxy_host: &str) -> Op
         if let Some((_, same)) = OWNED.iter().find(|(h, _)| *h == lower) {
             if same.contains(&v) {
                 cx.take(d);
+            } else if lower == "x-forwarded-for" {
+                // nginx replaces the client's list (often `$remote_addr`, so an upstream's
+                // leftmost entry cannot be forged); scimitar's list keeps what the client sent.
+                cx.drop(
+                    d,
+                    true,
+                    format!("nginx replaces the client's X-Forwarded-For with `{v}`; scimitar always sends the client's X-Forwarded-For with the peer it saw appended (a rule cannot replace it), so an upstream that trusts the leftmost entry reads what the client wrote — make the upstream read the rightmost entry, or send the address in a header of your own (`headers.request.set: {{X-Real-IP: $remote_addr}}`, the client IP after `trusted_proxies` and `real_ip_header`)"),
+                );
             } else {
                 cx.differs(
                     d,

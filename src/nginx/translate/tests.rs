@@ -763,6 +763,35 @@ fn proxy_set_header_sets_removes_and_passes_the_client_s_host_where_nginx_sent_p
 }
 
 #[test]
+fn an_x_forwarded_for_that_replaces_the_client_s_list_changes_handling() {
+    for value in [
+        "$remote_addr",
+        "$realip_remote_addr",
+        "\"$remote_addr, $http_x_forwarded_for\"",
+    ] {
+        let t = tr(&server(&format!(
+            "location / {{ proxy_pass http://scim; proxy_set_header Host $host; proxy_set_header X-Forwarded-For {value}; }}"
+        )));
+        let n =
+            t.t.notes
+                .iter()
+                .find(|n| n.what.starts_with("proxy_set_header X-Forwarded-For"))
+                .unwrap();
+        assert_eq!(n.kind, Kind::Dropped { handling: true }, "{value}");
+        assert!(
+            n.why.contains("rightmost") && n.why.contains("trusted_proxies"),
+            "{}",
+            n.why
+        );
+        assert_eq!(t.code(), 1, "{value}");
+    }
+    let t = tr(&server(
+        "location / { proxy_pass http://scim; proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }",
+    ));
+    assert!(t.lines().is_empty(), "{:#?}", t.lines());
+}
+
+#[test]
 fn a_level_with_any_header_directive_replaces_all_of_its_parent_s() {
     let t = tr(&http(
         "proxy_set_header Host $host;
