@@ -19,25 +19,18 @@ use crate::nginx::Directive;
 type Tokens = Vec<(String, String)>;
 
 /// The route's `auth` and its comments, from `if` checks on the server and location levels.
+/// nginx runs every check around a location in turn, so a token must pass all of them: the
+/// route accepts the tokens every check accepts.
 pub fn route(cx: &mut Cx, chain: &Chain) -> Option<(Node, Vec<String>)> {
-    let mut found: Option<(Tokens, Vec<String>)> = None;
+    let mut found: Option<(Tokens, Vec<String>, String)> = None;
     for level in chain.0.iter().skip(1).rev() {
         for d in level.find("if") {
             let Some((tokens, map)) = check(chain, d) else { continue };
-            if found.is_some() {
-                // An outer check too: nginx requires both; scimitar takes the innermost.
-                cx.differs(
-                    d,
-                    "a second token check around this location: scimitar keeps the innermost one",
-                );
-                cx.take_all(d);
-                continue;
-            }
             cx.take_all(d);
-            let mut notes = vec![cx.from(d)];
+            let mut from = vec![cx.from(d)];
             if let Some(m) = map {
                 cx.take_all(m);
-                notes.push(cx.from(m));
+                from.push(cx.from(m));
             }
             let status = d.children().first().and_then(|r| r.arg(0)).unwrap_or("401");
             cx.note(Note::new(
@@ -48,11 +41,35 @@ pub fn route(cx: &mut Cx, chain: &Chain) -> Option<(Node, Vec<String>)> {
                     if status == "401" { "" } else { " (nginx answered 403)" }
                 ),
             ));
-            notes.push("tokens are SHA-256 digests (`scimitar hash-token` makes one); a missing or wrong token gets a SCIM 401".into());
-            found = Some((tokens, notes));
+            let Some((kept, notes, inner)) = &mut found else {
+                from.push("tokens are SHA-256 digests (`scimitar hash-token` makes one); a missing or wrong token gets a SCIM 401".into());
+                found = Some((tokens, from, cx.place(d)));
+                continue;
+            };
+            let both: Tokens = kept
+                .iter()
+                .filter(|(_, sha)| tokens.iter().any(|(_, s)| s == sha))
+                .cloned()
+                .collect();
+            if both.is_empty() {
+                // nginx refuses everything here; an empty list is no scimitar `auth`.
+                cx.note(Note::new(
+                    d,
+                    Kind::Dropped { handling: true },
+                    format!(
+                        "no token passes both this check and the one at {inner}, so nginx refuses every request there; scimitar keeps only the inner check's tokens (write the route's `return: 401` by hand if refusing all is meant)"
+                    ),
+                ));
+                continue;
+            }
+            *kept = both;
+            notes.extend(from);
+            notes.push(format!(
+                "nginx runs this check and the one at {inner}: only tokens both accept"
+            ));
         }
     }
-    let (tokens, notes) = found?;
+    let (tokens, notes, _) = found?;
     let list = tokens
         .into_iter()
         .map(|(name, sha)| {

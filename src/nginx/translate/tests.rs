@@ -994,6 +994,44 @@ fn a_token_map_and_its_check_become_route_auth() {
 }
 
 #[test]
+fn nested_token_checks_accept_only_the_tokens_that_pass_both() {
+    let t = tr(&http(
+        "map $http_authorization $ok { default 0; \"Bearer t-one\" 1; \"Bearer t-two\" 1; }
+         server { listen 18401; if ($http_authorization != \"Bearer t-one\") { return 401; }
+           location /both/ { if ($ok = 0) { return 401; } proxy_pass http://127.0.0.1:18301; }
+           location /server/ { proxy_pass http://127.0.0.1:18301; }
+           location /none/ { if ($http_authorization != \"Bearer t-three\") { return 401; } proxy_pass http://127.0.0.1:18301; } }",
+    ));
+    let digests = |r: &str| -> Vec<String> {
+        t.route(r)["auth"]["tokens"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|x| s(&x["sha256"]).to_string())
+            .collect()
+    };
+    let one = crate::admin::hash_token(b"t-one");
+    assert_eq!(
+        digests("both"),
+        [one.clone()],
+        "t-two passes the location's check, not the server's"
+    );
+    assert_eq!(digests("server"), [one]);
+    assert_eq!(digests("none"), [crate::admin::hash_token(b"t-three")]);
+    let refused =
+        t.t.notes
+            .iter()
+            .find(|n| n.kind == Kind::Dropped { handling: true })
+            .unwrap_or_else(|| panic!("{:#?}", t.lines()));
+    assert!(
+        refused.why.contains("no token passes both") && refused.why.contains("nginx.conf:7"),
+        "{}",
+        refused.why
+    );
+    assert_eq!(t.code(), 1, "only the location nginx refuses entirely is left looser");
+}
+
+#[test]
 fn other_checks_in_if_are_not_mistaken_for_token_checks() {
     let t = tr(&server(
         "location / { if ($http_authorization = \"\") { return 401; } proxy_pass http://scim; }
