@@ -36,7 +36,9 @@ pub enum Var {
     RequestId,
     /// The request's tenant (from the path or the tenancy header); empty without one.
     Tenant,
-    /// `$http_<name>`: a header of the client's request; several fields are joined by `, `.
+    /// `$http_<name>`: a header of the client's request; several fields are joined by `, `
+    /// (`; ` for `Cookie`, as nginx does: a cookie list is split on `;`, and a `,` would glue
+    /// two cookies into one value).
     Header(HeaderName),
 }
 
@@ -369,9 +371,10 @@ impl Vars<'_> {
             Var::RequestId => out.extend_from_slice(self.request_id.map_or(&b""[..], |v| v.as_bytes())),
             Var::Tenant => out.extend_from_slice(self.tenant.unwrap_or_default()),
             Var::Header(n) => {
+                let sep: &[u8] = if n == header::COOKIE { b"; " } else { b", " };
                 for (i, v) in self.req.headers.get_all(n).iter().enumerate() {
                     if i > 0 {
-                        out.extend_from_slice(b", ");
+                        out.extend_from_slice(sep);
                     }
                     out.extend_from_slice(v.as_bytes());
                 }
@@ -496,7 +499,13 @@ mod tests {
         let id = HeaderValue::from_static("abc123");
         let req = request(
             Some("SCIM.Example.com:8443"),
-            &[("X-Api-Key", "k1"), ("Accept", "a"), ("accept", "b")],
+            &[
+                ("X-Api-Key", "k1"),
+                ("Accept", "a"),
+                ("accept", "b"),
+                ("Cookie", "sid=1"),
+                ("Cookie", "lang=en"),
+            ],
         );
         let v = vars(&req, &id);
         assert_eq!(
@@ -510,6 +519,12 @@ mod tests {
         assert_eq!(value(&v, "$tenant").as_deref(), Some("acme"));
         assert_eq!(value(&v, "$http_x_api_key").as_deref(), Some("k1"));
         assert_eq!(value(&v, "$http_accept").as_deref(), Some("a, b"), "fields are joined");
+        assert_eq!(
+            value(&v, "$http_cookie").as_deref(),
+            Some("sid=1; lang=en"),
+            "cookies are joined as one Cookie list, as nginx does"
+        );
+        assert_eq!(value(&v, "c=[$http_cookie]").as_deref(), Some("c=[sid=1; lang=en]"));
         assert_eq!(
             value(&v, "t=$tenant; h=$host; $$").as_deref(),
             Some("t=acme; h=scim.example.com; $")
