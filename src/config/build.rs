@@ -1,6 +1,6 @@
 //! Walks the parsed YAML into [`Config`], checking every key and cross-reference.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
@@ -808,10 +808,12 @@ fn routes(
     if list.is_empty() {
         p.add("routes", "empty; add at least one route");
     }
+    let mut names = HashMap::new();
     for (i, v) in list.iter().enumerate() {
         let at = r::index("routes", i);
         let Some(m) = r::map(p, &at, v, ROUTE) else { continue };
         let name = r::opt(p, m, &at, "name", at.clone(), r::string);
+        unique_route_name(p, &mut names, &at, &name, r::get(m, "name").is_some());
         let base = r::req(
             p,
             m,
@@ -910,6 +912,26 @@ fn routes(
         }
     }
     out
+}
+
+/// Per-route series (`scimitar_auth_*`) and the access log tell routes apart by name: two
+/// routes with one name would merge or lose each other's series. `names`: name → the place
+/// of the first route with it.
+fn unique_route_name(p: &mut Problems, names: &mut HashMap<String, String>, at: &str, name: &str, written: bool) {
+    let Some(first) = names.get(name) else {
+        names.insert(name.to_string(), at.to_string());
+        return;
+    };
+    // A name left out defaults to the route's own place, so one of the two was written.
+    let (here, other) = if written {
+        (at, first.as_str())
+    } else {
+        (first.as_str(), at)
+    };
+    p.add(
+        &join(here, "name"),
+        format!("`{name}` also names {other}; give each route its own name (metrics and the access log tell routes apart by it)"),
+    );
 }
 
 /// `max_body: 1MiB`, or per class: `max_body: {default: 1MiB, bulk: 4MiB}`.

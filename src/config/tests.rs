@@ -434,3 +434,35 @@ fn the_admin_token_is_configured_by_its_digest_only() {
         "{got:?}"
     );
 }
+
+#[test]
+fn route_names_are_unique() {
+    let text = |names: [&str; 3]| {
+        let mut t = String::from(
+            "listeners: [{address: \"127.0.0.1:8080\"}]\nupstreams: {scim: {servers: [\"127.0.0.1:8001\"]}}\nroutes:\n",
+        );
+        for (i, n) in names.iter().enumerate() {
+            let name = if n.is_empty() {
+                String::new()
+            } else {
+                format!("name: \"{n}\", ")
+            };
+            t += &format!("  - {{{name}base_path: /r{i}/v2, upstream: scim}}\n");
+        }
+        t
+    };
+    assert_eq!(
+        problems(&text(["scim", "bulk", "scim"])),
+        ["routes[2].name: `scim` also names routes[0]; give each route its own name (metrics and the access log tell routes apart by it)"]
+    );
+    // A route without a name is named by its place; a written name may not take another's.
+    assert_eq!(
+        problems(&text(["", "routes[0]", ""])),
+        ["routes[1].name: `routes[0]` also names routes[0]; give each route its own name (metrics and the access log tell routes apart by it)"]
+    );
+    assert_eq!(
+        problems(&text(["routes[1]", "", ""])),
+        ["routes[0].name: `routes[1]` also names routes[1]; give each route its own name (metrics and the access log tell routes apart by it)"]
+    );
+    assert!(problems(&text(["a", "", "b"])).is_empty());
+}
