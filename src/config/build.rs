@@ -131,7 +131,8 @@ pub fn build(root: &Value) -> Result<Config, Problems> {
         .filter_map(|l| l.tls.as_ref()?.forward_client_cert.as_ref())
         .map(|h| h.as_str())
         .collect();
-    let routes = routes(&mut p, top, &upstreams, &rate_limits, &forwarded);
+    let guarded = super::headers::Guarded::new(forwarded.clone(), tenancy_v);
+    let routes = routes(&mut p, top, &upstreams, &rate_limits, &guarded);
     let key_secret = r::opt(&mut p, top, "", "key_secret", "scimitar".to_string(), r::string);
     let tenancy = tenancy(&mut p, tenancy_v, &routes);
     super::auth::tenants(&mut p, &routes, &tenancy);
@@ -792,7 +793,7 @@ fn routes(
     top: &Mapping,
     pools: &[PoolConfig],
     limits: &RateLimits,
-    cert_headers: &[&str],
+    guarded: &super::headers::Guarded,
 ) -> Vec<Route> {
     let mut out = Vec::new();
     let Some(list) = r::req(
@@ -858,7 +859,7 @@ fn routes(
         let upstream_base = r::get(m, "upstream_base_path")
             .and_then(|v| super::rewrite::upstream_base_path(p, &join(&at, "upstream_base_path"), v, base.as_ref()));
         let headers =
-            r::get(m, "headers").and_then(|v| super::headers::route_headers(p, &join(&at, "headers"), v, cert_headers));
+            r::get(m, "headers").and_then(|v| super::headers::route_headers(p, &join(&at, "headers"), v, guarded));
         let max_body = r::opt(p, m, &at, "max_body", [DEFAULT_MAX_BODY; 9], max_body);
         let affinity = r::get(m, "affinity").and_then(|v| affinity(p, &join(&at, "affinity"), v));
         if let (Some(_), Some(u)) = (&affinity, upstream.and_then(|i| pools.get(i))) {

@@ -33,18 +33,41 @@ const PROXY_OWNED: &[&str] = &[
 /// Written by the proxy on answers of rate-limited routes.
 const ANSWER_OWNED: &[&str] = &["ratelimit", "ratelimit-policy"];
 
+/// Request headers a rule may not name besides the fixed lists above.
+#[derive(Default)]
+pub struct Guarded<'a> {
+    /// The listeners' `tls.forward_client_cert` names.
+    pub cert: Vec<&'a str>,
+    /// The tenancy header (`tenancy.source: header`): the tenant the proxy checked (auth,
+    /// limits, affinity, cache) must be the one the upstream gets.
+    pub tenant: Option<&'a str>,
+}
+
+impl<'a> Guarded<'a> {
+    /// Reads the tenancy header from the raw `tenancy` section, which is built after the
+    /// routes (it needs them); a malformed section is reported there.
+    pub fn new(cert: Vec<&'a str>, tenancy: Option<&'a Value>) -> Self {
+        let t = tenancy.and_then(Value::as_mapping);
+        let field = |k: &str| t.and_then(|t| t.get(k)).and_then(Value::as_str);
+        Guarded {
+            cert,
+            tenant: field("header").filter(|_| field("source") == Some("header")),
+        }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Dir {
     Request,
     Response,
 }
 
-/// Parses `headers`; `cert_headers` are the listeners' `tls.forward_client_cert` names.
-pub fn route_headers(p: &mut Problems, at: &str, v: &Value, cert_headers: &[&str]) -> Option<Box<HeaderRules>> {
+/// Parses `headers`.
+pub fn route_headers(p: &mut Problems, at: &str, v: &Value, guarded: &Guarded) -> Option<Box<HeaderRules>> {
     let m = r::map(p, at, v, HEADERS)?;
     // A set left empty by refused rules is already reported.
     let set = |dir: Dir, key: &str, p: &mut Problems| {
-        rule_set(p, &join(at, key), r::get(m, key)?, dir, cert_headers).filter(|r| !r.is_empty())
+        rule_set(p, &join(at, key), r::get(m, key)?, dir, guarded).filter(|r| !r.is_empty())
     };
     let request = set(Dir::Request, "request", p);
     let response = set(Dir::Response, "response", p);
@@ -54,7 +77,7 @@ pub fn route_headers(p: &mut Problems, at: &str, v: &Value, cert_headers: &[&str
     Some(Box::new(HeaderRules { request, response }))
 }
 
-fn rule_set(p: &mut Problems, at: &str, v: &Value, dir: Dir, cert_headers: &[&str]) -> Option<RuleSet> {
+fn rule_set(p: &mut Problems, at: &str, v: &Value, dir: Dir, guarded: &Guarded) -> Option<RuleSet> {
     let m = r::map(p, at, v, HEADER_RULES)?;
     if m.is_empty() {
         p.add(at, "has no rules; give `set`, `add` or `remove`, or remove it");
@@ -63,7 +86,7 @@ fn rule_set(p: &mut Problems, at: &str, v: &Value, dir: Dir, cert_headers: &[&st
     let mut rules = RuleSet::default();
     if let Some(v) = r::get(m, "remove") {
         for (nat, name) in r::strings(p, &join(at, "remove"), v).unwrap_or_default() {
-            let Some(n) = header_name(p, &nat, &name, dir, cert_headers) else {
+            let Some(n) = header_name(p, &nat, &name, dir, guarded) else {
                 continue;
             };
             if dir == Dir::Request && n == header::HOST {
@@ -94,7 +117,7 @@ fn rule_set(p: &mut Problems, at: &str, v: &Value, dir: Dir, cert_headers: &[&st
                 continue;
             };
             let nat = join(&kat, name);
-            let Some(n) = header_name(p, &nat, name, dir, cert_headers) else {
+            let Some(n) = header_name(p, &nat, name, dir, guarded) else {
                 continue;
             };
             let text = match val {
@@ -143,23 +166,35 @@ fn rule_set(p: &mut Problems, at: &str, v: &Value, dir: Dir, cert_headers: &[&st
 }
 
 /// A header a rule may name in this direction, or the problem saying why not.
-fn header_name(p: &mut Problems, at: &str, name: &str, dir: Dir, cert_headers: &[&str]) -> Option<HeaderName> {
+fn header_name(p: &mut Problems, at: &str, name: &str, dir: Dir, guarded: &Guarded) -> Option<HeaderName> {
     let Ok(n) = HeaderName::from_bytes(name.trim().as_bytes()) else {
         p.add(at, format!("`{name}` is not a valid header name"));
         return None;
     };
     let s = n.as_str();
-    let why = if HOP_BY_HOP.contains(&s) {
-        Some(format!(
-            "`{name}` is a hop-by-hop or framing header that each connection manages itself; remove this rule"
+    // Upstreams that read headers by their CGI name (WSGI, Rack, PHP) take `X_Client_Cert` for
+    // `X-Client-Cert`: towards them, a guarded header may not be reached by that spelling either.
+    let request = dir == Dir::Request;
+    let find = |list: &[&'static str]| list.iter().copied().find(|g| same(s, g, request));
+    let why = if let Some(g) = find(HOP_BY_HOP) {
+        Some(alias(
+            name,
+            g,
+            "is a hop-by-hop or framing header that each connection manages itself",
         ))
-    } else if PROXY_OWNED.contains(&s) {
-        Some(format!(
-            "`{name}` is written by the proxy itself and keeps its own rule; remove this rule"
+    } else if let Some(g) = find(PROXY_OWNED) {
+        Some(alias(name, g, "is written by the proxy itself and keeps its own rule"))
+    } else if let Some(g) = guarded.cert.iter().find(|c| same(s, c, request)) {
+        Some(alias(
+            name,
+            g,
+            "carries the verified client certificate (a listener's tls.forward_client_cert)",
         ))
-    } else if cert_headers.iter().any(|c| c.eq_ignore_ascii_case(s)) {
-        Some(format!(
-            "`{name}` carries the verified client certificate (a listener's tls.forward_client_cert); remove this rule"
+    } else if let Some(g) = guarded.tenant.filter(|t| request && same(s, t, true)) {
+        Some(alias(
+            name,
+            g,
+            "is the tenancy header: the upstream must get the tenant the proxy checked and keyed on (auth, rate limits, affinity, cache)",
         ))
     } else if dir == Dir::Response && n == header::HOST {
         Some("`Host` is a request header; move the rule to `headers.request`".to_string())
@@ -176,6 +211,26 @@ fn header_name(p: &mut Problems, at: &str, name: &str, dir: Dir, cert_headers: &
             None
         }
         None => Some(n),
+    }
+}
+
+/// `s` (lower case) names `guarded`, exactly or (towards the upstream) by its CGI spelling.
+fn same(s: &str, guarded: &str, cgi: bool) -> bool {
+    if cgi {
+        crate::proxy::policy::same_for_cgi(s, guarded)
+    } else {
+        s.eq_ignore_ascii_case(guarded)
+    }
+}
+
+/// The refusal of a rule on `name`, which is `guarded` (perhaps by another spelling).
+fn alias(name: &str, guarded: &str, why: &str) -> String {
+    if name.trim().contains('_') {
+        format!(
+            "`{name}` is `{guarded}` to servers that read headers by their CGI name (WSGI, Rack, PHP), and `{guarded}` {why}; remove this rule"
+        )
+    } else {
+        format!("`{name}` {why}; remove this rule")
     }
 }
 

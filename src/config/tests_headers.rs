@@ -130,6 +130,59 @@ fn headers_the_proxy_owns_are_refused() {
 }
 
 #[test]
+fn owned_headers_are_refused_by_their_underscore_spelling_towards_the_upstream() {
+    refused(
+        "    headers: {request: {set: {X_Forwarded_For: $http_x_foo}}}\n",
+        "routes[0].headers.request.set.X_Forwarded_For: `X_Forwarded_For` is `x-forwarded-for` to servers that read headers by their CGI name (WSGI, Rack, PHP), and `x-forwarded-for` is written by the proxy itself and keeps its own rule; remove this rule",
+    );
+    refused(
+        "    headers: {request: {add: {x_request-id: a}}}\n",
+        "routes[0].headers.request.add.x_request-id: `x_request-id` is `x-request-id` to servers",
+    );
+    refused(
+        "    headers: {request: {remove: [Transfer_Encoding]}}\n",
+        "routes[0].headers.request.remove[0]: `Transfer_Encoding` is `transfer-encoding` to servers",
+    );
+    // A client reads answers by their real names: there the spelling is another header.
+    assert!(route("    headers: {response: {set: {X_Request_Id: a}}}\n").is_ok());
+}
+
+#[test]
+fn the_tenancy_header_is_refused_in_request_rules() {
+    let tenancy = |rules: &str| {
+        from_str_with_env(
+            &format!(
+                "{POOL}tenancy: {{source: header, header: X-Tenant}}\nroutes:\n  - base_path: /scim/v2\n    upstream: scim\n    headers: {rules}\n"
+            ),
+            |_| None,
+        )
+        .map_err(|p| p.0.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+    };
+    let why = "is the tenancy header: the upstream must get the tenant the proxy checked and keyed on (auth, rate limits, affinity, cache); remove this rule";
+    for (rules, place, name) in [
+        ("{request: {set: {X-Tenant: globex}}}", "set.X-Tenant", "X-Tenant"),
+        ("{request: {add: {x-tenant: $tenant}}}", "add.x-tenant", "x-tenant"),
+        ("{request: {remove: [X-TENANT]}}", "remove[0]", "X-TENANT"),
+    ] {
+        assert_eq!(
+            tenancy(rules).unwrap_err(),
+            [format!("routes[0].headers.request.{place}: `{name}` {why}")]
+        );
+    }
+    let got = tenancy("{request: {set: {X_Tenant: globex}}}").unwrap_err();
+    assert_eq!(
+        got,
+        [format!(
+            "routes[0].headers.request.set.X_Tenant: `X_Tenant` is `X-Tenant` to servers that read headers by their CGI name (WSGI, Rack, PHP), and `X-Tenant` {why}"
+        )]
+    );
+    // Echoing it to the client changes nothing the proxy decided.
+    assert!(tenancy("{response: {set: {X-Tenant: $tenant}}}").is_ok());
+    // With the tenant in the path, X-Tenant is an ordinary header.
+    assert!(route("    headers: {request: {set: {X-Tenant: acme}}}\n").is_ok());
+}
+
+#[test]
 fn the_client_certificate_header_is_refused() {
     use crate::tls::testing::{Ca, Leaf};
     let dir = std::env::temp_dir().join(format!("scimitar-cfg-hdr-{}", std::process::id()));
@@ -138,7 +191,7 @@ fn the_client_certificate_header_is_refused() {
     let (c, k) = ca.write_leaf(&dir, "edge", &Leaf::server("edge", &["edge"])).unwrap();
     let ca_pem = ca.write_ca(&dir, "ca").unwrap();
     let text = format!(
-        "listeners:\n  - name: main\n    address: 127.0.0.1:8080\n  - name: edge\n    address: 127.0.0.1:8443\n    tls:\n      cert: {}\n      key: {}\n      client_ca: {}\n      forward_client_cert: X-Client-Cert\nupstreams:\n  scim:\n    servers: [127.0.0.1:8001]\nroutes:\n  - base_path: /v2\n    upstream: scim\n    headers: {{request: {{set: {{x-client-cert: forged}}}}}}\n",
+        "listeners:\n  - name: main\n    address: 127.0.0.1:8080\n  - name: edge\n    address: 127.0.0.1:8443\n    tls:\n      cert: {}\n      key: {}\n      client_ca: {}\n      forward_client_cert: X-Client-Cert\nupstreams:\n  scim:\n    servers: [127.0.0.1:8001]\nroutes:\n  - base_path: /v2\n    upstream: scim\n    headers: {{request: {{set: {{x-client-cert: forged, X_Client_Cert: $http_x_foo}}}}}}\n",
         c.display(),
         k.display(),
         ca_pem.display()
@@ -148,7 +201,10 @@ fn the_client_certificate_header_is_refused() {
     let got: Vec<String> = got.0.iter().map(|p| p.to_string()).collect();
     assert_eq!(
         got,
-        ["routes[0].headers.request.set.x-client-cert: `x-client-cert` carries the verified client certificate (a listener's tls.forward_client_cert); remove this rule"]
+        [
+            "routes[0].headers.request.set.x-client-cert: `x-client-cert` carries the verified client certificate (a listener's tls.forward_client_cert); remove this rule",
+            "routes[0].headers.request.set.X_Client_Cert: `X_Client_Cert` is `x-client-cert` to servers that read headers by their CGI name (WSGI, Rack, PHP), and `x-client-cert` carries the verified client certificate (a listener's tls.forward_client_cert); remove this rule"
+        ]
     );
 }
 

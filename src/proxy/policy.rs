@@ -103,14 +103,14 @@ pub fn client_went_away(etype: &ErrorType, source: &ErrorSource) -> bool {
 /// `x-client-cert`): CGI, WSGI, Rack and PHP servers read both as `HTTP_X_CLIENT_CERT`, so a
 /// client could smuggle an identity past the exact-name removal.
 pub fn underscore_alias(name: &str, protected: &[http::HeaderName]) -> bool {
-    name.contains('_')
-        && protected.iter().any(|p| {
-            let p = p.as_str();
-            p.len() == name.len()
-                && p.bytes()
-                    .zip(name.bytes())
-                    .all(|(a, b)| a == b.to_ascii_lowercase() || (a == b'-' && b == b'_'))
-        })
+    name.contains('_') && protected.iter().any(|p| same_for_cgi(name, p.as_str()))
+}
+
+/// Whether two header names are one to a server that reads headers by their CGI name
+/// (`HTTP_` + upper case, `-` as `_`): case ignored, `_` and `-` alike.
+pub fn same_for_cgi(a: &str, b: &str) -> bool {
+    let fold = |c: u8| if c == b'_' { b'-' } else { c.to_ascii_lowercase() };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
 }
 
 /// Whether a response status from the upstream counts as a server failure.
@@ -187,6 +187,10 @@ mod tests {
         );
         assert!(!underscore_alias("x_client_certs", &p));
         assert!(!underscore_alias("x_other_cert", &p));
+        assert!(same_for_cgi("X_Forwarded_For", "x-forwarded-for"));
+        assert!(same_for_cgi("x-tenant", "X-Tenant"));
+        assert!(!same_for_cgi("x-tenant", "x-tenants"));
+        assert!(!same_for_cgi("x.tenant", "x-tenant"));
     }
     use crate::scim::Operation as O;
 
