@@ -309,4 +309,14 @@ fn return_routes_answer_without_the_upstream() {
         got[..3].iter().all(|l| l["upstream"].is_null() && l["attempts"] == 0),
         "{got:#?}"
     );
+
+    // A path parameter does not take Bulk past its route: servers that strip `;…` (Tomcat,
+    // Spring) would serve it as /Bulk. The edge refuses it before routing.
+    let before = rec.count();
+    for target in ["/scim/v2/Bulk;v=1", "/scim/v2/Bulk%3B", "/scim/v2/Bulk;"] {
+        let r = px.send("POST", target, &[], Some("{}"));
+        let detail = r.assert_scim_error(400);
+        assert!(detail.contains("matrix"), "{target}: {detail}");
+    }
+    assert_eq!(rec.count(), before, "nothing reached the upstream");
 }

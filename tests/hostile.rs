@@ -370,6 +370,28 @@ fn rows() -> Vec<Row> {
             Status(400),
             Nothing,
         ),
+        // Path (matrix) parameters: Tomcat and Spring strip them and serve `/Bulk;v=1` as
+        // `/Bulk`, past a route that refuses the bulk class.
+        row(
+            "`;` path parameter on Bulk",
+            format!("POST /scim/v2/Bulk;v=1 HTTP/1.1\r\n{H}Content-Length: 2\r\n\r\n{{}}"),
+            Status(400),
+            Nothing,
+        ),
+        row("`;` ending a segment", get("/scim/v2/Users;"), Status(400), Nothing),
+        row("`%3B` in the path", get("/scim/v2/Users%3B"), Status(400), Nothing),
+        row(
+            "`%3b` in the path",
+            get("/scim/v2/Users/1%3bjsessionid=x"),
+            Status(400),
+            Nothing,
+        ),
+        row(
+            "`;` in the query is the upstream's",
+            get("/scim/v2/Users?filter=a;b"),
+            Status(200),
+            One(|r| assert_eq!(r.request_line(), "GET /scim/v2/Users?filter=a;b HTTP/1.1")),
+        ),
         row(
             "raw quote in the query",
             get("/scim/v2/Users?filter=userName eq \"x\""),
@@ -520,6 +542,8 @@ fn http2_streams_get_the_same_path_rules() {
         ("/scim/v2/Users/a%5Cb", 400),
         ("/scim/v2/Users/%zz", 400),
         ("/scim/v2/../../../etc/passwd", 400),
+        ("/scim/v2/Bulk;v=1", 400),
+        ("/scim/v2/Users%3b", 400),
     ] {
         let before = rec.count();
         let r = common::tls::curl(&["--http2-prior-knowledge", "--path-as-is"], &url(path));

@@ -18,6 +18,7 @@ mod checks;
 use checks::{pct_decode, router, PLAIN_BASE};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
+use scimitar::inbound::head::{path_verdict, Verdict};
 use scimitar::routing::NoRoute;
 use scimitar::scim::path::{decode, needs_normalizing, normalize, path_only, segments};
 use scimitar::scim::{EndpointClass as C, Method, Operation as O};
@@ -129,6 +130,43 @@ proptest! {
         ],
     ) {
         checks::check_path_and_route(&method, &target);
+    }
+}
+
+/// A path (matrix) parameter, raw or percent-encoded.
+fn path_parameter() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![";", ";v=1", "%3B", "%3b", "%3Bjsessionid=x"])
+}
+
+proptest! {
+    #![proptest_config(config(1000))]
+
+    /// Servers that strip `;…` from a segment (Tomcat, Spring) would serve another endpoint
+    /// than the one routed: what the edge passes holds no `;` once decoded, a `;` or `%3B`
+    /// anywhere in any path is refused, and in the query it changes nothing.
+    #[test]
+    fn the_edge_passes_no_path_parameter(
+        p in raw_path(),
+        semi in path_parameter(),
+        at in any::<prop::sample::Index>(),
+    ) {
+        let target = format!("/{p}");
+        let verdict = path_verdict(target.as_bytes());
+        if verdict == Verdict::Complete {
+            prop_assert!(!pct_decode(&target).contains(&b';'), "{:?} passed", target);
+        }
+        let mut i = 1 + at.index(target.len());
+        while !target.is_char_boundary(i) {
+            i += 1;
+        }
+        let with = format!("{}{semi}{}", &target[..i], &target[i..]);
+        prop_assert!(
+            matches!(path_verdict(with.as_bytes()), Verdict::Refuse(_)),
+            "{:?} passed",
+            with
+        );
+        let query = format!("{target}?filter=a{semi}");
+        prop_assert_eq!(path_verdict(query.as_bytes()), verdict, "{:?}", query);
     }
 }
 

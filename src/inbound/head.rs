@@ -343,6 +343,8 @@ fn strip_scheme(t: &[u8]) -> Option<&[u8]> {
 /// The path may not hide a `/` or `\` behind percent-encoding or climb above the root, since
 /// an upstream that decodes differently from our router would see another path than we routed;
 /// every `%` must start an escape; bytes the `http` crate refuses are refused here first.
+/// No `;`, raw or encoded, either: SCIM has no path (matrix) parameters, and servers that strip
+/// them (Tomcat, Spring) serve `/Bulk;v=1` as `/Bulk`, past routes that filter on the class.
 pub fn path_verdict(pq: &[u8]) -> Verdict {
     let path_end = pq.iter().position(|&b| b == b'?' || b == b'#').unwrap_or(pq.len());
     let (path, rest) = pq.split_at(path_end);
@@ -359,10 +361,14 @@ pub fn path_verdict(pq: &[u8]) -> Verdict {
                 if matches!((h, l.to_ascii_lowercase()), (b'2', b'f') | (b'5', b'c')) {
                     return refuse(Reason::BadRequest, "an encoded `/` or `\\` in the path");
                 }
+                if (h, l.to_ascii_lowercase()) == (b'3', b'b') {
+                    return refuse(Reason::BadRequest, PATH_PARAMETER);
+                }
                 i += 3;
                 continue;
             }
             b'\\' => return refuse(Reason::BadRequest, "a `\\` in the path"),
+            b';' => return refuse(Reason::BadRequest, PATH_PARAMETER),
             b'<' | b'>' | b'`' => return refuse(Reason::BadRequest, "a byte in the path that must be percent-encoded"),
             _ => {}
         }
@@ -378,6 +384,8 @@ pub fn path_verdict(pq: &[u8]) -> Verdict {
     }
     Verdict::Complete
 }
+
+const PATH_PARAMETER: &str = "a `;` (or `%3B`) in the path: SCIM uses no path (matrix) parameters, and servers that strip them would serve another endpoint than the one routed";
 
 fn trim(v: &[u8]) -> &[u8] {
     let start = v.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(v.len());
@@ -525,6 +533,25 @@ mod tests {
         assert_eq!(r("/scim/v2/Users/a%5cb"), Some(Reason::BadRequest));
         assert_eq!(r("/scim/v2/Users/%g1"), Some(Reason::BadRequest));
         assert_eq!(r("/scim/v2/Users/%4"), Some(Reason::BadRequest));
+        for semi in [
+            "/scim/v2/Bulk;v=1",
+            "/scim/v2/Bulk;",
+            "/scim/v2/Bulk%3B",
+            "/scim/v2/Bulk%3bv=1",
+            "/scim/v2;x/Users",
+        ] {
+            assert_eq!(r(semi), Some(Reason::BadRequest), "{semi}");
+        }
+        assert!(
+            matches!(path_verdict(b"/scim/v2/Bulk;v=1"), Verdict::Refuse(r) if r.detail.contains("matrix")),
+            "the detail says why"
+        );
+        assert_eq!(
+            r("/scim/v2/Users?filter=a;b%3B"),
+            None,
+            "a `;` in the query is the upstream's"
+        );
+        assert_eq!(r("/scim/v2/Users/%253B"), None, "an encoded `%`, not a `;`");
         assert_eq!(r("/scim/v2/Users?filter=a%20eq%20%22b%22"), None);
         assert_eq!(
             r("/scim/v2/Users?filter=%zz"),
