@@ -292,3 +292,84 @@ fn a_reload_swaps_the_tokens_and_drops_the_series_of_those_gone() {
         "a route that stays keeps counting"
     );
 }
+
+#[test]
+fn a_tenancy_header_sent_twice_or_under_another_spelling_is_refused_on_every_route() {
+    let up = Recorder::start();
+    let dir = scratch_dir("ambiguous-tenant");
+    let log = dir.join("access.log");
+    let px = Proxy::start(&format!(
+        "upstreams:\n{}tenancy: {{source: header, header: X-Tenant}}\nroutes:\n  - name: scim\n    base_path: /scim/v2\n    upstream: p\n    auth:\n      tokens:\n        - {{name: entra-acme, sha256: {}, tenant: acme}}\n  - name: open\n    base_path: /open/v2\n    upstream: p\naccess_log: {{path: {}}}\n",
+        pool_yaml("p", &[up.addr], ""),
+        hash_token(TOKEN_ACME),
+        log.display()
+    ));
+    let acme = format!("Bearer {TOKEN_ACME}");
+    let auth = ("Authorization", acme.as_str());
+
+    // The token's own tenant, once: served, and the upstream gets that one tenant.
+    let r = px.send("GET", "/scim/v2/Users", &[auth, ("X-Tenant", "acme")], None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.since(0)[0].header_values("x-tenant"), ["acme"]);
+    let r = px.send("GET", "/scim/v2/Users", &[auth, ("X-Tenant", "globex")], None);
+    r.assert_scim_error(403);
+
+    // A second field, or an underscore spelling WSGI/Rack/PHP servers merge with it: a token
+    // bound to acme would reach globex's data. Refused before auth, on every route.
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let ambiguous: [(&str, Headers, &str); 5] = [
+        (
+            "/scim/v2/Users",
+            &[auth, ("X-Tenant", "acme"), ("X-Tenant", "globex")],
+            "more than once",
+        ),
+        (
+            "/scim/v2/Users",
+            &[auth, ("X-Tenant", "acme"), ("x-tenant", "globex")],
+            "more than once",
+        ),
+        (
+            "/scim/v2/Users",
+            &[auth, ("X-Tenant", "acme"), ("X_Tenant", "globex")],
+            "`x_tenant` is the tenancy header",
+        ),
+        (
+            "/scim/v2/Users",
+            &[auth, ("X_TENANT", "globex")],
+            "`x_tenant` is the tenancy header",
+        ),
+        (
+            "/open/v2/Users",
+            &[("X-Tenant", "acme"), ("X-Tenant", "globex")],
+            "more than once",
+        ),
+    ];
+    for (path, headers, why) in ambiguous {
+        let r = px.send("GET", path, headers, None);
+        let detail = r.assert_scim_error(400);
+        assert!(detail.contains(why), "{headers:?}: {detail}");
+        assert!(r.header("x-request-id").is_some());
+    }
+    assert_eq!(up.count(), 1, "no ambiguous request reached the upstream");
+    assert_eq!(
+        metric(
+            &px,
+            r#"scimitar_rejected_requests_total{policy="",reason="ambiguous_tenant",upstream=""}"#
+        ),
+        5.0
+    );
+    assert_eq!(
+        metric(&px, r#"scimitar_auth_refusals_total{reason="tenant",route="scim"}"#),
+        1.0,
+        "refused before the credential check"
+    );
+    let lines = log_lines(&log, 7);
+    assert_eq!(lines[0]["tenant"], "acme", "{:#?}", lines[0]);
+    let refused: Vec<&serde_json::Value> = lines.iter().filter(|l| l["error"] == "ambiguous_tenant").collect();
+    assert_eq!(refused.len(), 5, "{lines:#?}");
+    assert!(
+        refused.iter().all(|l| l["status"] == 400 && l["tenant"].is_null()),
+        "logged without a tenant: {refused:#?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -51,6 +51,8 @@ pub enum Refusal {
     Auth(crate::edgeauth::Reason),
     /// A `return` route answered it itself.
     Returned,
+    /// The tenancy header named more than one tenant (400).
+    AmbiguousTenant,
 }
 
 impl Refusal {
@@ -64,6 +66,7 @@ impl Refusal {
             Refusal::Auth(crate::edgeauth::Reason::Invalid) => "auth_invalid",
             Refusal::Auth(crate::edgeauth::Reason::Tenant) => "auth_tenant",
             Refusal::Returned => "return",
+            Refusal::AmbiguousTenant => "ambiguous_tenant",
         }
     }
 
@@ -89,6 +92,7 @@ pub struct Metrics {
     pub access_log_dropped: IntCounter,
     no_route: IntCounter,
     returned: IntCounter,
+    ambiguous_tenant: IntCounter,
     /// The table of requests no route took (`upstream=""`).
     unrouted: Option<PoolMetrics>,
     pub page: page::Page,
@@ -136,11 +140,12 @@ impl Metrics {
         let rejected = counter_vec(
             &r,
             "scimitar_rejected_requests_total",
-            "Requests the proxy refused itself: reason rate_limit (by policy), shed (by pool), too_large (by pool), no_route, return (a `return` route)",
+            "Requests the proxy refused itself: reason rate_limit (by policy), shed (by pool), too_large (by pool), no_route, return (a `return` route), ambiguous_tenant (the tenancy header twice or under an underscore spelling)",
             &["reason", "upstream", "policy"],
         )?;
         let no_route = rejected.get_metric_with_label_values(&["no_route", "", ""])?;
         let returned = rejected.get_metric_with_label_values(&["return", "", ""])?;
+        let ambiguous_tenant = rejected.get_metric_with_label_values(&["ambiguous_tenant", "", ""])?;
         let mut m = Metrics {
             requests: counter_vec(
                 &r,
@@ -199,6 +204,7 @@ impl Metrics {
             access_log_dropped,
             no_route,
             returned,
+            ambiguous_tenant,
             unrouted: None,
             page: page::Page::default(),
             auth: auth::AuthMetrics::new(&r)?,
@@ -226,6 +232,7 @@ impl Metrics {
         match (r.refusal, pool) {
             (Some(Refusal::NoRoute), _) => self.no_route.inc(),
             (Some(Refusal::Returned), _) => self.returned.inc(),
+            (Some(Refusal::AmbiguousTenant), _) => self.ambiguous_tenant.inc(),
             (Some(Refusal::TooLarge), Some(p)) => p.too_large(),
             (Some(Refusal::Shed), Some(p)) => p.shed(),
             _ => {}

@@ -129,6 +129,9 @@ fn refusals_are_counted_by_reason() {
     r.refusal = Some(Refusal::Returned);
     r.status = 403;
     m.record(None, &r);
+    r.refusal = Some(Refusal::AmbiguousTenant);
+    r.status = 400;
+    m.record(None, &r);
     let s = series(&text(&m));
     let get = |k: &str| s.get(k).copied().unwrap_or(-1.0);
     assert_eq!(
@@ -149,6 +152,10 @@ fn refusals_are_counted_by_reason() {
     );
     assert_eq!(
         get(r#"scimitar_rejected_requests_total{policy="",reason="return",upstream=""}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"scimitar_rejected_requests_total{policy="",reason="ambiguous_tenant",upstream=""}"#),
         1.0
     );
     let page = m.page.json();

@@ -167,8 +167,16 @@ impl Runtime {
                 let span = ctx.route.as_ref()?.tenant?;
                 Some(span.of(path(session, ctx)).as_bytes())
             }
+            // A refused ambiguous header names no tenant, not the first one it held.
+            Tenancy::Header(_) if ctx.obs.refusal == Some(Refusal::AmbiguousTenant) => None,
             Tenancy::Header(h) => session.req_header().headers.get(h.as_str()).map(|v| v.as_bytes()),
         }
+    }
+
+    /// The refusal of a request whose tenancy header names more than one tenant.
+    fn ambiguous_tenant(&self, session: &Session) -> Option<ScimError> {
+        let Tenancy::Header(h) = &self.tenancy else { return None };
+        policy::ambiguous_tenant(&session.req_header().headers, h).map(|why| ScimError::new(400, why))
     }
 
     fn facts<'a>(&self, session: &'a Session, ctx: &'a Ctx, m: &RouteMatch) -> Facts<'a> {
@@ -260,6 +268,13 @@ impl ProxyHttp for Scimitar {
             None => HeaderValue::from_bytes(&request_id::generate())
                 .map_err(|e| Error::because(ErrorType::InternalError, "request id", e))?,
         });
+
+        // Before anything reads the tenant (auth, limits, affinity, cache, header rules).
+        if let Some(e) = rt.ambiguous_tenant(session) {
+            ctx.obs.refusal = Some(Refusal::AmbiguousTenant);
+            respond(session, ctx, &e).await?;
+            return Ok(true);
+        }
 
         let m = match rt.router.find(method, path(session, ctx)) {
             Ok(m) => m,

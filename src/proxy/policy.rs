@@ -113,6 +113,24 @@ pub fn same_for_cgi(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
 }
 
+/// Why the tenancy header `name` (lower case) does not name one tenant, if it does not: two
+/// fields (WSGI, Rack and ASP.NET join them, so the upstream may act on another tenant than
+/// the one checked), or another field under an underscore spelling (`X_Tenant`, which CGI and
+/// PHP servers read as the same header). Only the refusal allocates.
+pub fn ambiguous_tenant(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    if headers.get_all(name).iter().nth(1).is_some() {
+        return Some(format!(
+            "the tenancy header `{name}` is sent more than once; send it once, with one tenant"
+        ));
+    }
+    let alias = headers
+        .keys()
+        .find(|k| k.as_str().contains('_') && same_for_cgi(k.as_str(), name))?;
+    Some(format!(
+        "`{alias}` is the tenancy header `{name}` to servers that read headers by their CGI name (WSGI, Rack, PHP); send the tenant in `{name}` only"
+    ))
+}
+
 /// Whether a response status from the upstream counts as a server failure.
 pub fn counts_as_failure(status: u16, count_5xx: bool) -> bool {
     count_5xx && matches!(status, 502..=504)
@@ -192,6 +210,31 @@ mod tests {
         assert!(!same_for_cgi("x-tenant", "x-tenants"));
         assert!(!same_for_cgi("x.tenant", "x-tenant"));
     }
+    #[test]
+    fn a_tenancy_header_that_names_two_tenants_is_refused() {
+        let map = |fields: &[(&'static str, &'static str)]| {
+            let mut h = http::HeaderMap::new();
+            for (k, v) in fields {
+                h.append(*k, http::HeaderValue::from_static(v));
+            }
+            h
+        };
+        let one = map(&[("x-tenant", "acme"), ("x-other_thing", "1")]);
+        assert_eq!(ambiguous_tenant(&one, "x-tenant"), None);
+        assert_eq!(ambiguous_tenant(&map(&[]), "x-tenant"), None, "absent is not ambiguous");
+        let two = map(&[("x-tenant", "acme"), ("x-tenant", "globex")]);
+        let why = ambiguous_tenant(&two, "x-tenant").unwrap();
+        assert!(why.contains("`x-tenant` is sent more than once"), "{why}");
+        let alias = map(&[("x-tenant", "acme"), ("x_tenant", "globex")]);
+        let why = ambiguous_tenant(&alias, "x-tenant").unwrap();
+        assert!(why.starts_with("`x_tenant` is the tenancy header `x-tenant`"), "{why}");
+        let alone = map(&[("x_tenant", "globex")]);
+        assert!(
+            ambiguous_tenant(&alone, "x-tenant").is_some(),
+            "an alias without the header too"
+        );
+    }
+
     use crate::scim::Operation as O;
 
     #[test]
