@@ -320,3 +320,55 @@ fn return_routes_answer_without_the_upstream() {
     }
     assert_eq!(rec.count(), before, "nothing reached the upstream");
 }
+
+#[test]
+fn locations_under_the_upstream_base_path_point_back_through_the_proxy() {
+    let plain = ScimServer::start();
+    let tenants = ScimServer::start_with(&["--tenant", "acme"]);
+    let px = Proxy::start(&format!(
+        "upstreams:\n{}{}routes:\n\
+         \x20 - base_path: /scim/v2\n    upstream: plain\n    upstream_base_path: /v2\n\
+         \x20 - base_path: /t/{{tenant}}/scim\n    upstream: tenants\n    upstream_base_path: /{{tenant}}/v2\n",
+        pool_yaml("plain", &[plain.addr], ""),
+        pool_yaml("tenants", &[tenants.addr], ""),
+    ));
+    let scim = [("Content-Type", "application/scim+json")];
+    for (base, upstream_base, user) in [("/scim/v2", "/v2", "bjensen"), ("/t/acme/scim", "/acme/v2", "jsmith")] {
+        let body = format!(r#"{{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"{user}"}}"#);
+        let mut s = std::net::TcpStream::connect(px.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let target = format!("{base}/Users");
+        let r = common::client::exchange(&mut s, "scim.example", "POST", &target, &scim, Some(&body), true)
+            .expect("exchange");
+        assert_eq!(r.status, 201, "{base}: {}", r.text());
+        let id = r.json()["id"].as_str().expect("id").to_string();
+        // The IdP keeps this URL as the user's: it must lead through the proxy's base path.
+        let location = format!("http://scim.example{base}/Users/{id}");
+        assert_eq!(r.header("location"), Some(location.as_str()), "{base}: {:?}", r.headers);
+        assert_eq!(r.header("content-location"), Some(location.as_str()), "{base}");
+        // The body is the upstream's own (documented): meta.location keeps its path.
+        assert_eq!(
+            r.json()["meta"]["location"],
+            format!("http://scim.example{upstream_base}/Users/{id}"),
+            "{base}"
+        );
+        let got = send_as(&px, "scim.example", "GET", &format!("{base}/Users/{id}"), &[]);
+        assert_eq!(got.status, 200, "{base}: {}", got.text());
+        assert_eq!(got.json()["userName"], user);
+    }
+
+    // Only under the prefix, at a segment boundary, and only on routes that have one.
+    let rec =
+        Recorder::start_answering("Location: http://up.internal:9000/v2/Users/1\r\nContent-Location: /v2x/Users/1\r\n");
+    let px = Proxy::start(&format!(
+        "upstreams:\n{}routes:\n\
+         \x20 - base_path: /scim/v2\n    upstream: r\n    upstream_base_path: /v2\n\
+         \x20 - base_path: /keep/v2\n    upstream: r\n",
+        pool_yaml("r", &[rec.addr], "")
+    ));
+    let r = px.get("/scim/v2/Users/1");
+    assert_eq!(r.header("location"), Some("http://up.internal:9000/scim/v2/Users/1"));
+    assert_eq!(r.header("content-location"), Some("/v2x/Users/1"));
+    let r = px.get("/keep/v2/Users/1");
+    assert_eq!(r.header("location"), Some("http://up.internal:9000/v2/Users/1"));
+}

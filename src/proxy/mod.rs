@@ -598,6 +598,9 @@ impl ProxyHttp for Scimitar {
                 pool.pins.put(k, pick.index, now + w.as_millis() as u64, now);
             }
         }
+        if let Some(route) = rt.route(ctx) {
+            rewrite::client_locations(session, ctx, route, resp)?;
+        }
         if ctx.cache.is_some() {
             rt.cache_answer(ctx, resp, session);
         }

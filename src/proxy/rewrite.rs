@@ -1,6 +1,7 @@
 //! Glue for what a route changes on the way through: its header rules (their variables read
-//! from the session), its upstream base path, and the answer of a `return` route. The rules
-//! themselves are [`crate::header_rules`] and [`crate::routing`]'s, compiled at load.
+//! from the session), its upstream base path (and the `Location` that comes back under it),
+//! and the answer of a `return` route. The rules themselves are [`crate::header_rules`] and
+//! [`crate::routing`]'s, compiled at load.
 //!
 //! Response rules go on every answer to a request of the route: the upstream's (in
 //! `response_filter`), cache hits, and the proxy's own (`return`, the 401/403 of `auth`, 413,
@@ -8,6 +9,7 @@
 //! always` would. An answer made before a route is known (404 for no route, a refused head)
 //! has no route rules.
 
+use http::header;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 use pingora::Result;
@@ -15,7 +17,7 @@ use pingora::Result;
 use super::headers::{self, Additions};
 use super::{answer_headers, is_tls, path, Ctx};
 use crate::header_rules::Vars;
-use crate::routing::{FixedAnswer, Route};
+use crate::routing::{client_base, FixedAnswer, Route};
 use crate::runtime::Runtime;
 
 fn vars<'a>(rt: &'a Runtime, session: &'a Session, ctx: &'a Ctx) -> Vars<'a> {
@@ -64,6 +66,29 @@ pub(super) fn upstream_target(session: &Session, ctx: &Ctx, route: &Route) -> Op
     let p = path(session, ctx);
     let tenant = m.tenant.map_or("", |s| s.of(p));
     Some(to.target(&route.base, p, tenant, session.req_header().uri.query()))
+}
+
+/// On a route with `upstream_base_path`, the upstream's `Location` and `Content-Location`
+/// under that prefix point back at the client's base path (nginx's implicit
+/// `proxy_redirect default`): an IdP takes a create's `Location` as the user's URL. Runs on the
+/// upstream's answer before the cache keeps it, so hits and write-through seeds see the same.
+/// The body's `meta.location` is left as the upstream wrote it.
+pub(super) fn client_locations(session: &Session, ctx: &Ctx, route: &Route, resp: &mut ResponseHeader) -> Result<()> {
+    let (Some(to), Some(m)) = (route.upstream_base.as_ref(), ctx.route) else {
+        return Ok(());
+    };
+    let p = path(session, ctx);
+    let tenant = m.tenant.map_or("", |s| s.of(p));
+    let base = client_base(&route.base, p);
+    for name in [header::LOCATION, header::CONTENT_LOCATION] {
+        let Some(v) = resp.headers.get(&name).and_then(|v| v.to_str().ok()) else {
+            continue;
+        };
+        if let Some(back) = to.client_location(v, tenant, base) {
+            resp.insert_header(name, back)?;
+        }
+    }
+    Ok(())
 }
 
 /// Answers a request of a `return` route.

@@ -6,7 +6,7 @@ mod answer;
 mod upstream_path;
 
 pub use answer::FixedAnswer;
-pub use upstream_path::UpstreamBase;
+pub use upstream_path::{client_base, UpstreamBase};
 
 use crate::scim::path::{seg_eq_exact, segments, Span};
 use crate::scim::{classify, Method, ScimView};

@@ -5,6 +5,10 @@
 //! The whole matched prefix is replaced, a `{tenant}` segment included (nginx replaces exactly
 //! the location prefix). `{tenant}` in the upstream base path puts the matched tenant back
 //! where the servers expect it: `/scim/{tenant}/v2` → `/{tenant}/v2`.
+//!
+//! On the way back, a `Location` or `Content-Location` under the upstream base path gets the
+//! client's base path again ([`UpstreamBase::client_location`], nginx's implicit
+//! `proxy_redirect default`), so an IdP follows the URL through the proxy.
 
 use super::{BasePath, BaseSeg};
 use crate::scim::path::segments;
@@ -88,6 +92,72 @@ impl UpstreamBase {
     }
 }
 
+impl UpstreamBase {
+    /// A `Location` (or `Content-Location`) value as the client should get it: when its path
+    /// starts with this prefix at a segment boundary (`tenant` filling a `{tenant}` segment),
+    /// the prefix becomes `client_base`, the path the client used for the route's base.
+    /// Scheme and authority are kept. `None`: leave the value as it is (another prefix, a
+    /// relative reference).
+    pub fn client_location(&self, location: &str, tenant: &str, client_base: &str) -> Option<String> {
+        let at = path_start(location)?;
+        let (origin, path) = location.split_at(at);
+        let rest = self.strip(path, tenant)?;
+        let mut out = String::with_capacity(origin.len() + client_base.len() + rest.len() + 1);
+        out.push_str(origin);
+        out.push_str(client_base);
+        if client_base.is_empty() && !rest.starts_with('/') {
+            out.push('/');
+        }
+        out.push_str(rest);
+        Some(out)
+    }
+
+    /// What follows this prefix in `path` (which starts with `/`), when it starts with it.
+    fn strip<'p>(&self, path: &'p str, tenant: &str) -> Option<&'p str> {
+        let mut rest = path;
+        for seg in &self.segs {
+            let want = match seg {
+                BaseSeg::Literal(l) => l.as_str(),
+                BaseSeg::Tenant if tenant.is_empty() => return None,
+                BaseSeg::Tenant => tenant,
+            };
+            rest = rest.strip_prefix('/')?.strip_prefix(want)?;
+            // `/v2x` is not under `/v2`.
+            if !matches!(rest.as_bytes().first(), None | Some(b'/' | b'?' | b'#')) {
+                return None;
+            }
+        }
+        Some(rest)
+    }
+}
+
+/// Where the path of a URL reference starts: after `scheme://authority` or `//authority`, or
+/// at 0 for an absolute path; `None` for a relative reference or a URL without a path.
+fn path_start(s: &str) -> Option<usize> {
+    let authority = if let Some(rest) = s.strip_prefix("//") {
+        s.len() - rest.len()
+    } else if s.starts_with('/') {
+        return Some(0);
+    } else {
+        let colon = s.find("://")?;
+        let scheme = &s[..colon];
+        let valid = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+        if !valid {
+            return None;
+        }
+        colon + 3
+    };
+    let end = s[authority..].find(['/', '?', '#']).map_or(s.len(), |i| authority + i);
+    s[end..].starts_with('/').then_some(end)
+}
+
+/// The part of `path` (normalised, matched by `base`) that the base path matched: what the
+/// client used for the route's base, its tenant segment included.
+pub fn client_base<'p>(base: &BasePath, path: &'p str) -> &'p str {
+    &path[..path.len() - after_base(base, path).len()]
+}
+
 /// What follows the base path's segments in `path` (from its `/`, or empty).
 fn after_base<'p>(base: &BasePath, path: &'p str) -> &'p str {
     let Some(last) = base.segs.len().checked_sub(1) else {
@@ -141,6 +211,81 @@ mod tests {
             u.target(&b, "/scim/acme/v2/Groups", "acme", Some("count=1")),
             "/acme/v2/Groups?count=1"
         );
+    }
+
+    #[test]
+    fn locations_under_the_upstream_prefix_get_the_client_base() {
+        let (u, _) = up("/v2", "/scim/v2");
+        let back = |loc: &str| u.client_location(loc, "", "/scim/v2");
+        assert_eq!(
+            back("http://scim.example:8080/v2/Users/1").as_deref(),
+            Some("http://scim.example:8080/scim/v2/Users/1"),
+            "scheme and authority kept"
+        );
+        assert_eq!(
+            back("https://h/v2/Users/1?x=1#f").as_deref(),
+            Some("https://h/scim/v2/Users/1?x=1#f")
+        );
+        assert_eq!(back("/v2/Groups/g").as_deref(), Some("/scim/v2/Groups/g"));
+        assert_eq!(back("//h/v2/Users").as_deref(), Some("//h/scim/v2/Users"));
+        assert_eq!(back("/v2").as_deref(), Some("/scim/v2"));
+        assert_eq!(back("/v2/").as_deref(), Some("/scim/v2/"));
+        assert_eq!(back("/v2?a=b").as_deref(), Some("/scim/v2?a=b"));
+        assert_eq!(
+            back("/v2/Users?next=http://h/v2").as_deref(),
+            Some("/scim/v2/Users?next=http://h/v2"),
+            "only the prefix"
+        );
+        // Only at a segment boundary, only the prefix itself, only absolute references.
+        for unchanged in [
+            "/v2x/Users/1",
+            "http://h/v2x/Users/1",
+            "/v1/Users/1",
+            "/api/v2/Users/1",
+            "/V2/Users/1",
+            "v2/Users/1",
+            "Users/1",
+            "http://h",
+            "http://h?x=/v2/Users",
+            "",
+            "urn:x:/v2",
+            "a b://h/v2/Users",
+        ] {
+            assert_eq!(back(unchanged), None, "{unchanged}");
+        }
+
+        // The client's base comes with its tenant segment; a `{tenant}` prefix is the tenant's.
+        let (u, b) = up("/{tenant}/v2", "/t/{tenant}/scim");
+        let base = client_base(&b, "/t/acme/scim/Users");
+        assert_eq!(base, "/t/acme/scim");
+        assert_eq!(
+            u.client_location("http://h/acme/v2/Users/1", "acme", base).as_deref(),
+            Some("http://h/t/acme/scim/Users/1")
+        );
+        assert_eq!(u.client_location("http://h/globex/v2/Users/1", "acme", base), None);
+        assert_eq!(u.client_location("http://h/acme/v2x/Users/1", "acme", base), None);
+        assert_eq!(u.client_location("/acme/v2/Users", "", base), None, "no tenant matched");
+
+        // An upstream at the root: everything is under it.
+        let (u, b) = up("/", "/scim/v2");
+        assert_eq!(client_base(&b, "/scim/v2"), "/scim/v2");
+        assert_eq!(
+            u.client_location("/Users/1", "", "/scim/v2").as_deref(),
+            Some("/scim/v2/Users/1")
+        );
+        // A client base at the root: the path keeps its leading `/`.
+        let (u, b) = up("/api/v2/", "/");
+        assert_eq!(client_base(&b, "/Users"), "");
+        assert_eq!(u.client_location("/api/v2", "", "").as_deref(), Some("/"));
+        assert_eq!(u.client_location("/api/v2?x", "", "").as_deref(), Some("/?x"));
+        assert_eq!(
+            u.client_location("/api/v2/Users/1", "", "").as_deref(),
+            Some("/Users/1")
+        );
+        // The client's own spelling of the base, from the normalised path it was routed on.
+        let b = BasePath::parse("/{tenant}/scim/v2").unwrap();
+        assert_eq!(client_base(&b, "/ac%6De/scim/v2/"), "/ac%6De/scim/v2");
+        assert_eq!(client_base(&b, "/acme/scim/v2"), "/acme/scim/v2");
     }
 
     #[test]

@@ -172,7 +172,7 @@ const REPORTED: &[(&str, Fate)] = &[
     ("proxy_pass_header", Fate::Quiet("scimitar passes the upstream's headers through unless a route's `headers.response.remove` names them")),
     ("proxy_ignore_client_abort", Fate::Quiet("scimitar stops an upstream exchange when the client leaves")),
     ("proxy_intercept_errors", Fate::Handling("scimitar passes upstream statuses through untouched")),
-    ("proxy_redirect", Fate::Quiet("scimitar passes the client's Host, so the upstream builds `Location` for the proxy; beyond mapping a route's `upstream_base_path` back (nginx's `proxy_redirect default`) it rewrites no `Location`")),
+    ("proxy_redirect", Fate::Quiet("scimitar rewrites `Location` and `Content-Location` under a route's `upstream_base_path` back to its base path (nginx's `proxy_redirect default`) and no others; with `Host` preserved the upstream builds them for the proxy")),
     ("proxy_cookie_domain", Fate::Quiet("scimitar does not rewrite cookies (SCIM clients keep none)")),
     ("proxy_cookie_path", Fate::Quiet("scimitar does not rewrite cookies (SCIM clients keep none)")),
     ("proxy_cookie_flags", Fate::Quiet("scimitar does not rewrite cookies (SCIM clients keep none)")),
