@@ -11,7 +11,8 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ngin
 
 /// The fixtures `nginx -t` must accept, relative to [`FIXTURES`], with the oldest nginx that
 /// has their syntax. `scim-modules.conf` is not here: it needs the Lua and njs modules.
-const NGINX_FIXTURES: [(&str, (u32, u32, u32)); 9] = [
+const NGINX_FIXTURES: [(&str, (u32, u32, u32)); 10] = [
+    ("diff/scim-diff.conf", (1, 0, 0)),
     ("scim-basic.conf", (1, 0, 0)),
     ("scim-edge.conf", (1, 0, 0)),
     ("scim-pool.conf", (1, 0, 0)),

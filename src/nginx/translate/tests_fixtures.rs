@@ -15,7 +15,8 @@ fn dir() -> PathBuf {
 }
 
 /// Every fixture with the exit code its translation must give.
-const FIXTURES: [(&str, u8); 10] = [
+const FIXTURES: [(&str, u8); 11] = [
+    ("diff/scim-diff.conf", 0),
     ("scim-basic.conf", 0),
     ("scim-includes/nginx.conf", 0),
     ("scim-modern.conf", 0),
