@@ -12,8 +12,9 @@ use crate::routing::Route;
 pub const HEADERS: &[&str] = &["request", "response"];
 pub const HEADER_RULES: &[&str] = &["set", "add", "remove"];
 
-/// Managed per connection by each hop; a rule could only break framing or keep-alive.
-const HOP_BY_HOP: &[&str] = &[
+/// Managed per connection by each hop; a rule could only break framing or keep-alive (the nginx
+/// import leaves rules on them out for the same reason).
+pub const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
     "transfer-encoding",

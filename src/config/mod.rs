@@ -26,6 +26,8 @@ pub mod keys {
     pub use super::build::{
         AFFINITY, CACHE, HEALTH, LIMITS, LISTENER, PASSIVE, POLICY, POOL, REDIS, ROUTE, ROUTE_CACHE, TIMEOUTS, TOP,
     };
+    /// Headers no rule may touch (the nginx import drops rules on them too).
+    pub use super::headers::HOP_BY_HOP;
     pub use super::headers::{HEADERS, HEADER_RULES};
     pub use super::observe::{ACCESS_LOG, METRICS};
 }

@@ -15,6 +15,8 @@ use super::redact;
 use super::scope::{self, Chain, Part};
 use super::{Cx, Kind, Note};
 use crate::nginx::Directive;
+// Hop-by-hop and framing headers, refused in rules by the config as well.
+use crate::config::keys::HOP_BY_HOP as HOP;
 
 /// Headers the proxy sets itself, with the nginx values that mean the same.
 const OWNED: &[(&str, &[&str])] = &[
@@ -22,18 +24,6 @@ const OWNED: &[(&str, &[&str])] = &[
     ("x-forwarded-proto", &["$scheme"]),
     ("x-forwarded-host", &["$host", "$http_host"]),
     ("x-request-id", &["$request_id", "$http_x_request_id"]),
-];
-
-/// Hop-by-hop and framing headers: the proxy manages its connections itself.
-const HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "content-length",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-connection",
 ];
 
 /// The variables header rules may use, by their nginx names.
