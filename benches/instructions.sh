@@ -23,6 +23,15 @@ start_upstreams
 # A probe every 5 s would land unevenly in the two runs; one a minute keeps it out of the delta.
 scimitar_conf 18190 18195 on | sed 's/interval: 5s/interval: 60s/' >"$T/i-on.yaml"
 scimitar_conf 18191 18196 off >"$T/i-off.yaml"
+# The same with issue 11's edge features on the route: a bearer-token check (h2load sends
+# `Bearer bench`) and header rules each way (one with a variable).
+sha=$(printf bench | sha256sum | cut -d' ' -f1)
+scimitar_conf 18189 18188 off | awk -v sha="$sha" '{ print } /^    upstream: u$/ {
+  print "    auth: {tokens: [{name: bench, sha256: " sha "}]}"
+  print "    headers:"
+  print "      request: {set: {X-Real-IP: $remote_addr}, remove: [X-Debug]}"
+  print "      response: {set: {Strict-Transport-Security: max-age=63072000}, remove: [Server]}"
+}' >"$T/i-edge.yaml"
 # The same, proxying HTTPS/1.1 from a TLS listener (ECDSA P-256): what TLS adds per request.
 make_cert ec
 scimitar_conf 18193 18198 off | add_tls_listeners 18193 ec:18194 >"$T/i-tls.yaml"
@@ -54,13 +63,14 @@ count() { # name port cmd… → instructions for N requests, for N in N1 N2 (SC
 bare=$(count bare 18192 target/release/examples/bare_pingora 127.0.0.1:18192 1 4096 "${UP[@]/#/127.0.0.1:}")
 off=$(count off 18191 target/release/scimitar -c "$T/i-off.yaml")
 on=$(count on 18190 target/release/scimitar -c "$T/i-on.yaml")
+edge=$(count edge 18189 target/release/scimitar -c "$T/i-edge.yaml")
 tls=$(SCHEME=https count tls 18194 target/release/scimitar -c "$T/i-tls.yaml")
 {
   echo "## Instructions per keep-alive GET (callgrind, ($N2 − $N1) requests) — git $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
   echo
   echo "| proxy | instructions/request | vs bare Pingora |"
   echo "|---|---|---|"
-  for row in "bare pingora:$bare" "scimitar (policies off):$off" "scimitar (policies on):$on" "scimitar (policies off), HTTPS/1.1 ECDSA:$tls"; do
+  for row in "bare pingora:$bare" "scimitar (policies off):$off" "scimitar (policies on):$on" "scimitar (policies off) + auth + header rules:$edge" "scimitar (policies off), HTTPS/1.1 ECDSA:$tls"; do
     name=${row%%:*}
     v=${row##*:}
     echo "| $name | $v | $(python3 -c "print(f'{$v / $bare:.3f}×')") |"
