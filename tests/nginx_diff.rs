@@ -10,10 +10,13 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
+use common::client::try_http;
 use common::nginx::Nginx;
+use common::tls::{curl, resolve, TlsClient};
 use common::{free_port, http, scratch_dir, Proxy, Response, ScimServer};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/nginx");
@@ -33,6 +36,8 @@ enum Expect {
 
 struct Row {
     name: &'static str,
+    /// Another Authorization header than the fixture's.
+    token: Option<&'static str>,
     method: &'static str,
     /// `{uid}` and `{gid}` are replaced by the ids this side's creates returned.
     path: &'static str,
@@ -48,15 +53,34 @@ enum Body {
     Sized(usize),
 }
 
+/// How the rows' client connects to the fixture's first listener.
+#[derive(Clone, Copy, PartialEq)]
+enum Tls {
+    Plain,
+    /// HTTPS, trusting the fixture certificate (self-signed, certs/README) for scim.example.com.
+    Server,
+    /// HTTPS with the fixture certificate as the client's, too (the fixtures' mTLS trusts it).
+    Mutual,
+}
+
 /// One nginx config of tests/fixtures/nginx and what to send through it.
 struct Fixture {
+    /// Relative to tests/fixtures/nginx; the whole directory is copied (includes, certs) and the
+    /// addresses are substituted in every `.conf` of the copy.
     file: &'static str,
-    /// The fixture's listen address, replaced by a free port on each side.
-    listen: &'static str,
+    /// Every address the fixture listens on, each replaced by a free port on each side; the rows
+    /// go to the first.
+    listen: &'static [&'static str],
+    tls: Tls,
+    /// The Authorization header of the rows (a fixture may check it).
+    token: &'static str,
     /// The fixture's upstream addresses, by replica: every address in a group is replaced by the
     /// same fresh scim2-server (replicas share no state, so a round-robin pool over two of them
     /// would make the two proxies' answers depend on their turn order, not their behaviour).
     replicas: &'static [&'static [&'static str]],
+    /// A scim2-server tenant the replicas serve SCIM under (/TENANT/v2; None: /v2): the fixtures without a
+    /// proxy_pass URI part expect their SCIM servers at the public path, /scim/v2.
+    upstream_prefix: Option<&'static str>,
     /// An address nothing listens on.
     dead: Option<&'static str>,
     /// The import's exit code: 1 when it dropped something that changes request handling (the
@@ -83,8 +107,11 @@ use Expect::{Differ, Same, SameScimBody};
 #[rustfmt::skip]
 const DIFF: Fixture = Fixture {
     file: "diff/scim-diff.conf",
-    listen: "127.0.0.1:18300",
+    listen: &["127.0.0.1:18300"],
+    tls: Tls::Plain,
+    token: TOKEN,
     replicas: &[&["127.0.0.1:18301"], &["127.0.0.1:18302"]],
+    upstream_prefix: None,
     dead: Some("127.0.0.1:18309"),
     import_exit: 0,
     rows: &[
@@ -121,8 +148,11 @@ const DIFF: Fixture = Fixture {
 #[rustfmt::skip]
 const ROUTES: Fixture = Fixture {
     file: "scim-routes.conf",
-    listen: "127.0.0.1:18402",
+    listen: &["127.0.0.1:18402"],
+    tls: Tls::Plain,
+    token: TOKEN,
     replicas: &[&["127.0.0.1:18301", "127.0.0.1:18302"], &["127.0.0.1:18303"]],
+    upstream_prefix: None,
     dead: None,
     import_exit: 1,
     rows: &[
@@ -144,9 +174,149 @@ const ROUTES: Fixture = Fixture {
     ],
 };
 
+/// scim-basic.conf: TLS + HTTP/2, a weighted pool, a per-token rate limit with a burst, the
+/// default 1m body limit and the Bulk location's 4m.
+#[rustfmt::skip]
+const BASIC: Fixture = Fixture {
+    file: "scim-basic.conf",
+    listen: &["127.0.0.1:18443"],
+    tls: Tls::Server,
+    token: TOKEN,
+    // One replica behind both servers of the weighted pool: nginx's and scimitar's weighted
+    // round robin need not take the same turns, and a user created on one replica is not on
+    // the other.
+    replicas: &[&["127.0.0.1:18301", "127.0.0.1:18302"]],
+    upstream_prefix: Some("scim"),
+    dead: None,
+    import_exit: 0,
+    rows: &[
+        row("discovery over TLS", "GET", "/scim/v2/ServiceProviderConfig", Body::None, Same(200)),
+        row("create user", "POST", "/scim/v2/Users", Json(USER), Same(201)),
+        row("read the user back", "GET", "/scim/v2/Users/{uid}", Body::None, Same(200)),
+        row("deactivate user", "PATCH", "/scim/v2/Users/{uid}", Json(DEACTIVATE), Same(204)),
+        row("search users", "POST", "/scim/v2/Users/.search", Json(SEARCH), Same(200)),
+        row("bulk create", "POST", "/scim/v2/Bulk", Json(BULK), Same(200)),
+        row("delete user", "DELETE", "/scim/v2/Users/{uid}", Body::None, Same(204)),
+        row("outside every location", "GET", "/elsewhere", Body::None, SameScimBody(404)),
+    ],
+};
+
+/// scim-basic.conf's body limits: the server's default 1m, the Bulk location's 4m. Bodies this
+/// big outrun the socket buffers, so a proxy that refuses them must read the rest (nginx's
+/// lingering close) for the client to see the 413; each row is sent three times.
+#[rustfmt::skip]
+const BASIC_BODIES: Fixture = Fixture {
+    rows: &[
+        row("body over the default client_max_body_size (1m)", "POST", "/scim/v2/Users", Sized(1536 * 1024), SameScimBody(413)),
+        row("again", "POST", "/scim/v2/Users", Sized(1536 * 1024), SameScimBody(413)),
+        row("again", "POST", "/scim/v2/Users", Sized(1536 * 1024), SameScimBody(413)),
+        // Under the Bulk location's 4m the body reaches the replica, whose own limit is 1 MiB:
+        // its SCIM 413 on both sides (see the test).
+        row("the same size on Bulk (4m)", "POST", "/scim/v2/Bulk", Sized(1536 * 1024), Same(413)),
+        row("Bulk body over its 4m", "POST", "/scim/v2/Bulk", Sized(5 * 1024 * 1024), SameScimBody(413)),
+        row("again", "POST", "/scim/v2/Bulk", Sized(5 * 1024 * 1024), SameScimBody(413)),
+        row("again", "POST", "/scim/v2/Bulk", Sized(5 * 1024 * 1024), SameScimBody(413)),
+    ],
+    ..BASIC
+};
+
+/// scim-headers.conf: mTLS, bearer tokens checked by a map + `if … return 401`, header rules
+/// whose inheritance differs per location, rate limits by IP and tenant, a redirect-only server.
+#[rustfmt::skip]
+const HEADERS: Fixture = Fixture {
+    file: "scim-headers.conf",
+    // The TLS server the rows use, then the plain redirect-only server.
+    listen: &["127.0.0.1:18446", "127.0.0.1:18403"],
+    tls: Tls::Mutual,
+    token: "Bearer okta-3f9c1e",
+    // One replica for the round-robin pool (see BASIC).
+    replicas: &[&["127.0.0.1:18301", "127.0.0.1:18302"]],
+    upstream_prefix: Some("scim"),
+    dead: None,
+    import_exit: 1,
+    rows: &[
+        row("discovery with a known token and a client certificate", "GET", "/scim/v2/ServiceProviderConfig", Body::None, Same(200)),
+        row("create user", "POST", "/scim/v2/Users", Json(USER), Same(201)),
+        row("read the user back", "GET", "/scim/v2/Users/{uid}", Body::None, Same(200)),
+        row("read it with the map's other token", "GET", "/scim/v2/Users/{uid}", Body::None, Same(200)).with_token("Bearer entra-77ab02"),
+        row("deactivate user", "PATCH", "/scim/v2/Users/{uid}", Json(DEACTIVATE), Same(204)),
+        row("create group", "POST", "/scim/v2/Groups", Json(GROUP), Same(201)),
+        row("bulk (its own location, its own header rules)", "POST", "/scim/v2/Bulk", Json(BULK), Same(200)),
+        row("a token the map does not know", "GET", "/scim/v2/Users/{uid}", Body::None, SameScimBody(401)).with_token("Bearer stolen"),
+        row("no token at all: the map's default", "GET", "/scim/v2/Schemas", Body::None, SameScimBody(401)).with_token(""),
+        row("delete group", "DELETE", "/scim/v2/Groups/{gid}", Body::None, Same(204)),
+        row("delete user", "DELETE", "/scim/v2/Users/{uid}", Body::None, Same(204)),
+        row("outside every location, known token", "GET", "/elsewhere", Body::None, SameScimBody(404)),
+    ],
+};
+
+/// scim-pool.conf: three selection methods, retries, a discovery cache in a regex location, a
+/// proxy_pass URI part, a `return 200`, and a listener on IPv6 loopback too.
+#[rustfmt::skip]
+const POOL: Fixture = Fixture {
+    file: "scim-pool.conf",
+    listen: &["127.0.0.1:18401", "[::1]:18401"],
+    tls: Tls::Plain,
+    token: TOKEN,
+    // One replica behind every server of every pool: nginx's hash, least_conn and ip_hash pick
+    // servers by other functions than scimitar's (the import says ip_hash becomes a consistent
+    // hash on tenant/token/IP), so only a shared replica makes the answers comparable. 18303 is
+    // `down` / `backup`, never picked while the others answer.
+    replicas: &[&["127.0.0.1:18301", "127.0.0.1:18302", "127.0.0.1:18303"]],
+    upstream_prefix: Some("scim"),
+    dead: None,
+    import_exit: 1,
+    rows: &[
+        // Reported by the import: regex locations are not carried over (write the route by hand).
+        row("discovery (a regex location)", "GET", "/scim/v2/ServiceProviderConfig", Body::None, Differ { nginx: 200, scimitar: 404 }),
+        row("create user (the hash pool)", "POST", "/scim/v2/Users", Json(USER), Same(201)),
+        row("read the user back", "GET", "/scim/v2/Users/{uid}", Body::None, Same(200)),
+        row("replace user", "PUT", "/scim/v2/Users/{uid}", Json(USER_PUT), Same(200)),
+        row("deactivate user", "PATCH", "/scim/v2/Users/{uid}", Json(DEACTIVATE), Same(204)),
+        // Reported by the import: the route takes the Users endpoint class; .search is another.
+        row("search under the Users location", "POST", "/scim/v2/Users/.search", Json(SEARCH), Differ { nginx: 200, scimitar: 404 }),
+        // proxy_pass …/api/scim/v2/Groups: both send the replaced prefix, which the replica
+        // does not serve.
+        row("Groups through the URI part", "GET", "/scim/v2/Groups", Body::None, Same(404)),
+        row("delete user", "DELETE", "/scim/v2/Users/{uid}", Body::None, Same(204)),
+        // Reported by the import: `return 200` with a body is not expressible.
+        row("return 200 \"ok\"", "GET", "/healthz", Body::None, Differ { nginx: 200, scimitar: 404 }),
+        row("outside every location", "GET", "/elsewhere", Body::None, SameScimBody(404)),
+    ],
+};
+
+/// scim-includes/nginx.conf: the server, upstream and limits come from included files (a glob, a
+/// snippet relative to the main file, a glob matching nothing); TLS without HTTP/2.
+#[rustfmt::skip]
+const INCLUDES: Fixture = Fixture {
+    file: "scim-includes/nginx.conf",
+    listen: &["127.0.0.1:18445"],
+    tls: Tls::Server,
+    token: TOKEN,
+    // One replica for the weighted pool (see BASIC).
+    replicas: &[&["127.0.0.1:18301", "127.0.0.1:18302"]],
+    upstream_prefix: Some("scim"),
+    dead: None,
+    import_exit: 0,
+    rows: &[
+        row("discovery (the snippet's proxy_pass)", "GET", "/scim/v2/ResourceTypes", Body::None, Same(200)),
+        row("create user", "POST", "/scim/v2/Users", Json(USER), Same(201)),
+        row("read the user back", "GET", "/scim/v2/Users/{uid}", Body::None, Same(200)),
+        row("bulk create (the exact Bulk location)", "POST", "/scim/v2/Bulk", Json(BULK), Same(200)),
+        row("delete user", "DELETE", "/scim/v2/Users/{uid}", Body::None, Same(204)),
+        row("outside every location", "GET", "/elsewhere", Body::None, SameScimBody(404)),
+    ],
+};
+
+// Not run side by side: scim-modules.conf needs nginx built with Lua and njs (Debian's 1.22 has
+// neither, and the import drops them anyway); scim-modern.conf needs nginx >= 1.25.1 (`http2 on;`)
+// and TLS replicas on 18311/18312. scim-edge.conf, scim-scripting.conf and scim-secrets.conf are
+// for the translator's and import's own tests.
+
 const fn row(name: &'static str, method: &'static str, path: &'static str, body: Body, expect: Expect) -> Row {
     Row {
         name,
+        token: None,
         method,
         path,
         body,
@@ -154,42 +324,100 @@ const fn row(name: &'static str, method: &'static str, path: &'static str, body:
     }
 }
 
+impl Row {
+    const fn with_token(self, token: &'static str) -> Row {
+        Row {
+            token: Some(token),
+            ..self
+        }
+    }
+}
+
 /// One proxy with its replicas (kept alive as long as the side is).
 struct Side {
     addr: SocketAddr,
+    /// Every listener, in the order of `Fixture::listen`.
+    addrs: Vec<SocketAddr>,
+    tls: Tls,
+    token: &'static str,
     _replicas: Vec<ScimServer>,
     _nginx: Option<Nginx>,
     _scimitar: Option<Proxy>,
 }
 
-/// The fixture with its fixed addresses replaced: the listener, the replicas, the dead port.
-fn fixture_for(fx: &Fixture, listen: SocketAddr, replicas: &[ScimServer], dead: u16) -> String {
-    let mut text = std::fs::read_to_string(Path::new(FIXTURES).join(fx.file)).expect("fixture");
-    text = text.replace(fx.listen, &listen.to_string());
-    for (group, server) in fx.replicas.iter().zip(replicas) {
-        for a in *group {
-            text = text.replace(a, &server.addr.to_string());
+/// Copies tests/fixtures/nginx into `dir` with the fixture's fixed addresses replaced in every
+/// `.conf` (an include may hold any of them): the listeners, the replicas, the dead port. Returns
+/// the fixture's main file in the copy.
+fn write_fixture(fx: &Fixture, dir: &Path, listen: &[SocketAddr], replicas: &[ScimServer], dead: u16) -> PathBuf {
+    let substitute = |text: String| {
+        let mut text = text;
+        for (fixed, real) in fx.listen.iter().zip(listen) {
+            text = text.replace(fixed, &real.to_string());
+        }
+        for (group, server) in fx.replicas.iter().zip(replicas) {
+            for a in *group {
+                text = text.replace(a, &server.addr.to_string());
+            }
+        }
+        if let Some(d) = fx.dead {
+            text = text.replace(d, &format!("127.0.0.1:{dead}"));
+        }
+        text
+    };
+    copy_tree(Path::new(FIXTURES), dir, &substitute);
+    dir.join(fx.file)
+}
+
+fn copy_tree(from: &Path, to: &Path, substitute: &dyn Fn(String) -> String) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read fixtures") {
+        let e = e.expect("dir entry");
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if src.is_dir() {
+            copy_tree(&src, &dst, substitute);
+        } else if src.extension().is_some_and(|x| x == "conf") {
+            let text = std::fs::read_to_string(&src).expect("read fixture");
+            std::fs::write(&dst, substitute(text)).expect("write fixture");
+        } else {
+            std::fs::copy(&src, &dst).expect("copy fixture file");
         }
     }
-    if let Some(d) = fx.dead {
-        text = text.replace(d, &format!("127.0.0.1:{dead}"));
-    }
-    text
+}
+
+/// A free port on each of the fixture's listen addresses (IPv4 or IPv6 loopback).
+fn listeners(fx: &Fixture) -> Vec<SocketAddr> {
+    fx.listen
+        .iter()
+        .map(|l| {
+            let mut a: SocketAddr = l.parse().expect("a fixture listens on ip:port");
+            a.set_port(free_port());
+            a
+        })
+        .collect()
 }
 
 fn replicas(fx: &Fixture) -> Vec<ScimServer> {
-    fx.replicas.iter().map(|_| ScimServer::start()).collect()
+    let args: &[&str] = match fx.upstream_prefix {
+        Some(tenant) => &["--tenant", tenant],
+        None => &[],
+    };
+    fx.replicas.iter().map(|_| ScimServer::start_with(args)).collect()
 }
 
 fn nginx_side(fx: &Fixture, dead: u16) -> Side {
     let replicas = replicas(fx);
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let addrs = listeners(fx);
     let dir = scratch_dir("nginx-diff");
-    let conf = dir.join("nginx.conf");
-    std::fs::write(&conf, fixture_for(fx, addr, &replicas, dead)).expect("write nginx.conf");
-    let nginx = Nginx::start(&conf, &dir, addr);
+    let conf = write_fixture(fx, &dir, &addrs, &replicas, dead);
+    let nginx = Nginx::start(&conf, &dir, addrs[0]);
+    for a in &addrs[1..] {
+        common::wait_for_port(*a, Duration::from_secs(5));
+    }
     Side {
-        addr,
+        addr: addrs[0],
+        addrs,
+        tls: fx.tls,
+        token: fx.token,
         _replicas: replicas,
         _nginx: Some(nginx),
         _scimitar: None,
@@ -200,11 +428,10 @@ fn nginx_side(fx: &Fixture, dead: u16) -> Side {
 /// a parallel test run needs (the only keys the test adds; nothing the import wrote is changed).
 fn scimitar_side(fx: &Fixture, dead: u16) -> Side {
     let replicas = replicas(fx);
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let addrs = listeners(fx);
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let dir = scratch_dir("import-diff");
-    let conf = dir.join("nginx.conf");
-    std::fs::write(&conf, fixture_for(fx, addr, &replicas, dead)).expect("write nginx.conf");
+    let conf = write_fixture(fx, &dir, &addrs, &replicas, dead);
     let out = dir.join("scimitar.yaml");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_scimitar"));
     cmd.args(["import", "nginx"]).arg(&conf).arg("-o").arg(&out);
@@ -222,9 +449,12 @@ fn scimitar_side(fx: &Fixture, dead: u16) -> Side {
     assert_eq!(run.status.code(), Some(0), "{}: import report:\n{report}", fx.file);
     let yaml = std::fs::read_to_string(&out).expect("import wrote its output");
     let text = with_test_process_keys(&yaml, &dir, admin);
-    let proxy = Proxy::start_text(addr, admin, &text);
+    let proxy = Proxy::start_text(addrs[0], admin, &text);
     Side {
-        addr,
+        addr: addrs[0],
+        addrs,
+        tls: fx.tls,
+        token: fx.token,
         _replicas: replicas,
         _nginx: None,
         _scimitar: Some(proxy),
@@ -254,13 +484,41 @@ fn with_test_process_keys(yaml: &str, dir: &Path, admin: SocketAddr) -> String {
 
 /// One request with the IdP's credential; `{uid}` in a JSON body becomes `uid`.
 fn send(side: &Side, method: &str, path: &str, body: Body, uid: &str) -> Response {
-    let headers = [("Authorization", TOKEN), ("Content-Type", "application/scim+json")];
+    send_as(side, side.token, method, path, body, uid)
+}
+
+fn send_as(side: &Side, token: &str, method: &str, path: &str, body: Body, uid: &str) -> Response {
+    let headers = [("Authorization", token), ("Content-Type", "application/scim+json")];
     let body = match body {
         Body::None => None,
         Body::Json(j) => Some(j.replace("{uid}", uid)),
         Body::Sized(n) => Some(format!("{{\"pad\":\"{}\"}}", "x".repeat(n))),
     };
-    http(side.addr, method, path, &headers, body.as_deref())
+    let answer = match side.tls {
+        Tls::Plain => try_http(side.addr, method, path, &headers, body.as_deref()),
+        _ => tls_client(side.tls).request(side.addr, method, path, &headers, body.as_deref()),
+    };
+    // No answer at all is status 0 in a row's report, with the error as its text.
+    answer.unwrap_or_else(|e| Response {
+        version: String::new(),
+        status: 0,
+        headers: Vec::new(),
+        body: format!("no answer: {e}").into_bytes(),
+    })
+}
+
+fn cert(file: &str) -> PathBuf {
+    Path::new(FIXTURES).join("certs").join(file)
+}
+
+/// The fixtures' certificate is self-signed for scim.example.com: it is the client's trust
+/// anchor, and (for mTLS) the client's own certificate, which the fixtures' client CA is.
+fn tls_client(tls: Tls) -> TlsClient {
+    let c = TlsClient::new("scim.example.com", &cert("scim.crt"));
+    match tls {
+        Tls::Mutual => c.with_cert(&(cert("scim.crt"), cert("scim.key"))),
+        _ => c,
+    }
 }
 
 /// Runs a fixture's rows on one side, in order.
@@ -269,7 +527,7 @@ fn run_rows(side: &Side, rows: &[Row]) -> Vec<Response> {
     let mut answers = Vec::new();
     for r in rows {
         let path = r.path.replace("{uid}", &uid).replace("{gid}", &gid);
-        let a = send(side, r.method, &path, r.body, &uid);
+        let a = send_as(side, r.token.unwrap_or(side.token), r.method, &path, r.body, &uid);
         if a.status == 201 && r.path.ends_with("/Users") {
             uid = a.json()["id"].as_str().unwrap_or_default().to_string();
         }
@@ -409,4 +667,185 @@ fn burst_past_the_rate_limit(nginx: &Side, scimitar: &Side) {
 
 fn statuses(a: &[Response]) -> Vec<u16> {
     a.iter().map(|r| r.status).collect()
+}
+
+#[test]
+fn scim_basic_answers_as_nginx_does() {
+    let Some((nginx, scimitar)) = compare(&BASIC) else {
+        return;
+    };
+    // `listen … ssl http2`: a real HTTP/2 client gets h2 from both.
+    for side in [&nginx, &scimitar] {
+        let c = curl(
+            &[
+                "--http2",
+                "--cacert",
+                &cert("scim.crt").display().to_string(),
+                "--resolve",
+                &resolve("scim.example.com", side.addr),
+                "-H",
+                &format!("Authorization: {TOKEN}"),
+            ],
+            &format!("https://scim.example.com:{}/scim/v2/ResourceTypes", side.addr.port()),
+        );
+        assert_eq!((c.http_version.as_str(), c.status), ("2", 200), "{}", c.body);
+    }
+    token_burst(&nginx, &scimitar, 10.0, 21);
+}
+
+#[test]
+#[ignore = "bug: scimitar closes without reading an over-limit body (no lingering close): over TLS the client mostly gets EOF, not the 413 nginx gives; over HTTP/2 it resets the stream"]
+fn scim_basic_refuses_big_bodies_as_nginx_does() {
+    let Some((nginx, scimitar)) = compare(&BASIC_BODIES) else {
+        return;
+    };
+    // The 1.5 MiB Bulk body passed both proxies' limits: the 413 is the replica's.
+    for side in [&nginx, &scimitar] {
+        let a = send(side, "POST", "/scim/v2/Bulk", Sized(1536 * 1024), "");
+        assert!(
+            a.assert_scim_error(413).contains("maxPayloadSize"),
+            "the replica's limit"
+        );
+    }
+    // Over HTTP/2 (curl sends no Expect: 100-continue there) both answer the 413.
+    let big = scratch_dir("big-body").join("body.json");
+    std::fs::write(&big, format!("{{\"pad\":\"{}\"}}", "x".repeat(1536 * 1024))).expect("write body");
+    for side in [&nginx, &scimitar] {
+        let c = curl(
+            &[
+                "--http2",
+                "--cacert",
+                &cert("scim.crt").display().to_string(),
+                "--resolve",
+                &resolve("scim.example.com", side.addr),
+                "-H",
+                &format!("Authorization: {TOKEN}"),
+                "-H",
+                "Content-Type: application/scim+json",
+                "--data-binary",
+                &format!("@{}", big.display()),
+            ],
+            &format!("https://scim.example.com:{}/scim/v2/Users", side.addr.port()),
+        );
+        assert_eq!((c.http_version.as_str(), c.status), ("2", 413), "{}", c.body);
+    }
+}
+
+#[test]
+fn scim_headers_answers_as_nginx_does() {
+    let Some((nginx, scimitar)) = compare(&HEADERS) else {
+        return;
+    };
+    // The location's own add_header replaces the http level's (nginx's inheritance): the SCIM
+    // location answers with its Server and without HSTS, the Bulk location (no add_header of its
+    // own) with HSTS.
+    for side in [&nginx, &scimitar] {
+        let a = send(side, "GET", "/scim/v2/ServiceProviderConfig", Body::None, "");
+        assert_eq!(a.status, 200);
+        let servers: Vec<&str> = a
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("server"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert!(servers.contains(&"scimitar"), "add_header Server: {servers:?}");
+        assert_eq!(a.header("strict-transport-security"), None, "{:?}", a.headers);
+        let b = send(side, "POST", "/scim/v2/Bulk", Json(BULK), "");
+        assert_eq!(b.status, 200);
+        assert_eq!(b.header("strict-transport-security"), Some("max-age=63072000"));
+    }
+
+    // ssl_verify_client on: without a client certificate neither lets a request through (nginx
+    // finishes the handshake and answers 400 itself; scimitar refuses the handshake).
+    for side in [&nginx, &scimitar] {
+        let bare = tls_client(Tls::Server).request(
+            side.addr,
+            "GET",
+            "/scim/v2/ServiceProviderConfig",
+            &[("Authorization", side.token)],
+            None,
+        );
+        if let Ok(r) = bare {
+            assert_eq!(r.status, 400, "refused without a client certificate: {}", r.text());
+        }
+    }
+
+    // The redirect-only server: nginx redirects to https; the import reports it does not listen
+    // there (no location of that server was translated, and scimitar's routes would answer).
+    let r = http(nginx.addrs[1], "GET", "/scim/v2/Users", &[], None);
+    assert_eq!(r.status, 301);
+    assert!(r.header("location").is_some_and(|l| l.starts_with("https://")));
+    assert!(
+        try_http(scimitar.addrs[1], "GET", "/scim/v2/Users", &[], None).is_err(),
+        "scimitar does not listen on the redirect server's port"
+    );
+}
+
+#[test]
+fn scim_pool_answers_as_nginx_does() {
+    let Some((nginx, scimitar)) = compare(&POOL) else {
+        return;
+    };
+    // The second listen line, on IPv6 loopback, serves the same locations on both.
+    for side in [&nginx, &scimitar] {
+        let r = http(
+            side.addrs[1],
+            "GET",
+            "/scim/v2/Users",
+            &[("Authorization", TOKEN)],
+            None,
+        );
+        assert_eq!(r.status, 200, "[::1] listener: {}", r.text());
+    }
+}
+
+#[test]
+fn scim_includes_answers_as_nginx_does() {
+    let Some((nginx, scimitar)) = compare(&INCLUDES) else {
+        return;
+    };
+    token_burst(&nginx, &scimitar, 10.0, 21);
+}
+
+/// `limit_req zone=idp burst=20 nodelay` keyed on the Authorization header at `rate`/s: a fresh
+/// token's burst passes on both (`admitted` requests at once, plus what the rate refills while
+/// they are sent); past it nginx answers 503 (limit_req_status's default) and scimitar 429 with
+/// Retry-After, as the import reports.
+fn token_burst(nginx: &Side, scimitar: &Side, rate: f64, admitted: usize) {
+    const TRIES: usize = 40;
+    let burst = |side: &Side| -> (Vec<Response>, f64) {
+        let mut conn = tls_client(side.tls).connect(side.addr).expect("connect");
+        let start = Instant::now();
+        let answers = (0..TRIES)
+            .map(|_| {
+                conn.request(
+                    "GET",
+                    "/scim/v2/ResourceTypes",
+                    &[("Authorization", "Bearer burst")],
+                    None,
+                )
+                .expect("request on a kept-alive connection")
+            })
+            .collect();
+        (answers, start.elapsed().as_secs_f64())
+    };
+    for (side, refused) in [(nginx, 503), (scimitar, 429)] {
+        let (a, secs) = burst(side);
+        let passed = a.iter().filter(|r| r.status == 200).count();
+        let most = admitted + (rate * secs).ceil() as usize + 1;
+        assert!(
+            (admitted..=most).contains(&passed) && passed < TRIES,
+            "{admitted}..={most} of {TRIES} pass in {secs:.2}s: {:?}",
+            statuses(&a)
+        );
+        for r in a.iter().filter(|r| r.status != 200) {
+            assert_eq!(r.status, refused, "{:?}", statuses(&a));
+        }
+        if refused == 429 {
+            a.iter().filter(|r| r.status != 200).for_each(|r| {
+                r.assert_scim_error(429);
+                assert!(r.header("retry-after").is_some());
+            });
+        }
+    }
 }
