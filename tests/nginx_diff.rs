@@ -308,6 +308,35 @@ const INCLUDES: Fixture = Fixture {
     ],
 };
 
+/// scim-edge.conf: quoting and escapes, `rewrite`, a regex location behind an optional client
+/// certificate, a limit keyed on a map, header rules with escapes, a catch-all `return 404` with a
+/// SCIM JSON text. Most of it is reported as not carried over; the rows say where that shows.
+#[rustfmt::skip]
+const EDGE: Fixture = Fixture {
+    file: "scim-edge.conf",
+    listen: &["127.0.0.1:18444"],
+    // `ssl_verify_client optional`: the rows come without a client certificate.
+    tls: Tls::Server,
+    token: TOKEN,
+    replicas: &[&["127.0.0.1:18301"]],
+    upstream_prefix: Some("scim"),
+    dead: None,
+    import_exit: 1,
+    rows: &[
+        // Reported by the import: `rewrite ^/scim/v2/(.*)$ /api/scim/$1` is not carried over, so
+        // nginx asks the replica for /api/scim/… (its 404) and scimitar for the path as sent.
+        row("discovery through the rewrite", "GET", "/scim/v2/ServiceProviderConfig", Body::None, Differ { nginx: 404, scimitar: 200 }),
+        row("create user through the rewrite", "POST", "/scim/v2/Users", Json(USER), Differ { nginx: 404, scimitar: 201 }),
+        // Reported by the import: the regex location (and its `if` on the client certificate)
+        // is not carried over; nginx refuses a client without one, scimitar's SCIM location
+        // passes the request to the replica, which knows no such id.
+        row("a resource by id without a client certificate", "GET", "/scim/v2/Users/0123abcd-0000", Body::None, Differ { nginx: 403, scimitar: 404 }),
+        // The catch-all's own text is SCIM JSON: both answer 404 in SCIM (the test checks the
+        // bodies; the import reports the text becomes scimitar's own error body).
+        row("outside the SCIM location: the catch-all return 404", "GET", "/elsewhere", Body::None, Same(404)),
+    ],
+};
+
 // Not run side by side: scim-modules.conf needs nginx built with Lua and njs (Debian's 1.22 has
 // neither, and the import drops them anyway); scim-modern.conf needs nginx >= 1.25.1 (`http2 on;`)
 // and TLS replicas on 18311/18312. scim-edge.conf, scim-scripting.conf and scim-secrets.conf are
@@ -753,22 +782,38 @@ fn scim_headers_answers_as_nginx_does() {
         let b = send(side, "POST", "/scim/v2/Bulk", Json(BULK), "");
         assert_eq!(b.status, 200);
         assert_eq!(b.header("strict-transport-security"), Some("max-age=63072000"));
+        // The token check's 401 on Bulk carries it too (nginx: the server-level `if` answers
+        // with the server's headers; scimitar: the Bulk route's `auth` with the route's).
+        let r = send_as(side, "Bearer stolen", "POST", "/scim/v2/Bulk", Json(BULK), "");
+        assert_eq!(r.status, 401);
+        assert_eq!(r.header("strict-transport-security"), Some("max-age=63072000"));
     }
 
-    // ssl_verify_client on: without a client certificate neither lets a request through (nginx
-    // finishes the handshake and answers 400 itself; scimitar refuses the handshake).
-    for side in [&nginx, &scimitar] {
-        let bare = tls_client(Tls::Server).request(
+    // ssl_verify_client on: without a client certificate neither lets a request through. nginx
+    // finishes the handshake and answers 400 itself; scimitar refuses the handshake with TLS
+    // 1.3's certificate_required alert.
+    let bare = |side: &Side| {
+        tls_client(Tls::Server).request(
             side.addr,
             "GET",
             "/scim/v2/ServiceProviderConfig",
             &[("Authorization", side.token)],
             None,
-        );
-        if let Ok(r) = bare {
-            assert_eq!(r.status, 400, "refused without a client certificate: {}", r.text());
-        }
+        )
+    };
+    let n = bare(&nginx).expect("nginx answers after the handshake");
+    assert_eq!(n.status, 400, "{}", n.text());
+    assert!(n.text().contains("No required SSL certificate"), "{}", n.text());
+    match bare(&scimitar) {
+        Ok(r) => panic!(
+            "scimitar answered a client without a certificate: {} {}",
+            r.status,
+            r.text()
+        ),
+        Err(e) => assert!(e.to_string().contains("certificate required"), "{e}"),
     }
+
+    tenant_burst_on_bulk(&nginx, &scimitar);
 
     // The redirect-only server: nginx redirects to https; the import reports it does not listen
     // there (no location of that server was translated, and scimitar's routes would answer).
@@ -805,6 +850,72 @@ fn scim_includes_answers_as_nginx_does() {
         return;
     };
     token_burst(&nginx, &scimitar, 10.0, 21);
+}
+
+#[test]
+fn scim_edge_answers_as_nginx_does() {
+    let Some((nginx, scimitar)) = compare(&EDGE) else {
+        return;
+    };
+    for side in [&nginx, &scimitar] {
+        let a = send(side, "GET", "/elsewhere", Body::None, "");
+        assert_eq!(a.header("content-type"), Some("application/scim+json"), "default_type");
+        assert_eq!(a.json()["status"], "404");
+        // The server's `add_header … always` lines, on the catch-all's 404 too; the quoted CSP
+        // value keeps its `;` and quotes.
+        assert_eq!(a.header("x-frame-options"), Some("DENY"));
+        assert_eq!(
+            a.header("content-security-policy"),
+            Some("default-src 'none'; frame-ancestors 'none'")
+        );
+    }
+    // X-Escapes has no `always`: nginx leaves it off a 404, scimitar adds it to every answer (the
+    // import reports it), with nginx's escapes of a quoted string read: `\"`, `\\` and `\t` (a tab).
+    let n = send(&nginx, "GET", "/elsewhere", Body::None, "");
+    assert_eq!(n.header("x-escapes"), None);
+    let s = send(&scimitar, "GET", "/scim/v2/ServiceProviderConfig", Body::None, "");
+    assert_eq!(s.header("x-escapes"), Some("quote \" backslash \\ tab\tend"));
+}
+
+/// The Bulk location's `limit_req zone=per_tenant burst=5` (20r/s, keyed on X-Tenant-Id, status
+/// 429): twelve requests of one tenant at once. nginx passes 1 + 5 (the 5 paced, as without
+/// `nodelay`), scimitar 6 at once (the import reports the pacing as a difference); the rest get
+/// 429 from both. What the rate refills while the requests arrive may pass too.
+fn tenant_burst_on_bulk(nginx: &Side, scimitar: &Side) {
+    const TRIES: usize = 12;
+    for side in [nginx, scimitar] {
+        let (addr, token) = (side.addr, side.token);
+        let start = Instant::now();
+        let a = common::concurrently(TRIES, move |_| {
+            tls_client(Tls::Mutual)
+                .request(
+                    addr,
+                    "POST",
+                    "/scim/v2/Bulk",
+                    &[
+                        ("Authorization", token),
+                        ("Content-Type", "application/scim+json"),
+                        ("X-Tenant-Id", "tenant-burst"),
+                    ],
+                    Some(BULK),
+                )
+                .expect("an answer")
+        });
+        // nginx's paced requests finish late: count the window the requests arrived in only.
+        let secs = start.elapsed().as_secs_f64().min(0.5);
+        let passed = a.iter().filter(|r| r.status == 200).count();
+        let most = 6 + (20.0 * secs).ceil() as usize;
+        assert!(
+            (6..=most).contains(&passed) && passed < TRIES,
+            "6..={most} of {TRIES} pass: {:?}",
+            statuses(&a)
+        );
+        assert!(
+            a.iter().all(|r| r.status == 200 || r.status == 429),
+            "{:?}",
+            statuses(&a)
+        );
+    }
 }
 
 /// `limit_req zone=idp burst=20 nodelay` keyed on the Authorization header at `rate`/s: a fresh
