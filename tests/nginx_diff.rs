@@ -1,8 +1,9 @@
 //! The drop-in promise, tested side by side: nginx runs an nginx config, scimitar runs what
-//! `scimitar import nginx` made of the same file, each in front of its own two fresh
-//! scim2-server replicas, and the same request matrix goes through both. Every row says whether
-//! the two must give the same status or differ on purpose (and how); the proxy's own answers
-//! from scimitar must be SCIM errors.
+//! `scimitar import nginx` made of the same file, each in front of its own fresh scim2-server
+//! replicas, and the same request matrix goes through both — for every fixture of
+//! tests/fixtures/nginx that Debian's nginx 1.22 can run, over TLS (and mTLS) where the fixture
+//! listens so. Every row says whether the two must give the same status or differ on purpose
+//! (and how); the proxy's own answers from scimitar must be SCIM errors.
 //!
 //! Needs nginx (`make test` installs Debian's); without it the test says so and passes only
 //! when `SCIMITAR_REQUIRE_NGINX` is unset.
