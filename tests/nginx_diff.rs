@@ -79,8 +79,8 @@ struct Fixture {
     /// same fresh scim2-server (replicas share no state, so a round-robin pool over two of them
     /// would make the two proxies' answers depend on their turn order, not their behaviour).
     replicas: &'static [&'static [&'static str]],
-    /// A scim2-server tenant the replicas serve SCIM under (/TENANT/v2; None: /v2): the fixtures without a
-    /// proxy_pass URI part expect their SCIM servers at the public path, /scim/v2.
+    /// A scim2-server tenant the replicas serve SCIM under (/TENANT/v2; None: /v2): fixtures
+    /// without a proxy_pass URI part expect their SCIM servers at the public path, /scim/v2.
     upstream_prefix: Option<&'static str>,
     /// An address nothing listens on.
     dead: Option<&'static str>,
@@ -244,7 +244,7 @@ const HEADERS: Fixture = Fixture {
         row("create group", "POST", "/scim/v2/Groups", Json(GROUP), Same(201)),
         row("bulk (its own location, its own header rules)", "POST", "/scim/v2/Bulk", Json(BULK), Same(200)),
         row("a token the map does not know", "GET", "/scim/v2/Users/{uid}", Body::None, SameScimBody(401)).with_token("Bearer stolen"),
-        row("no token at all: the map's default", "GET", "/scim/v2/Schemas", Body::None, SameScimBody(401)).with_token(""),
+        row("an empty Authorization: the map's default", "GET", "/scim/v2/Schemas", Body::None, SameScimBody(401)).with_token(""),
         row("delete group", "DELETE", "/scim/v2/Groups/{gid}", Body::None, Same(204)),
         row("delete user", "DELETE", "/scim/v2/Users/{uid}", Body::None, Same(204)),
         row("outside every location, known token", "GET", "/elsewhere", Body::None, SameScimBody(404)),
@@ -340,8 +340,10 @@ const EDGE: Fixture = Fixture {
 
 // Not run side by side: scim-modules.conf needs nginx built with Lua and njs (Debian's 1.22 has
 // neither, and the import drops them anyway); scim-modern.conf needs nginx >= 1.25.1 (`http2 on;`)
-// and TLS replicas on 18311/18312. scim-edge.conf, scim-scripting.conf and scim-secrets.conf are
-// for the translator's and import's own tests.
+// and TLS replicas on 18311/18312; scim-scripting.conf sends every request through auth_request
+// to an auxiliary service (18309) the import drops with everything else in that location, and
+// scim-secrets.conf's translation reads its credentials from environment variables: both are
+// the translator's and the import's own tests (every row would be a reported difference).
 
 const fn row(name: &'static str, method: &'static str, path: &'static str, body: Body, expect: Expect) -> Row {
     Row {
@@ -871,7 +873,7 @@ fn scim_edge_answers_as_nginx_does() {
         );
     }
     // X-Escapes has no `always`: nginx leaves it off a 404, scimitar adds it to every answer (the
-    // import reports it), with nginx's escapes of a quoted string read: `\"`, `\\` and `\t` (a tab).
+    // import reports it), with the escapes of nginx's quoted string read (`\t` is a tab).
     let n = send(&nginx, "GET", "/elsewhere", Body::None, "");
     assert_eq!(n.header("x-escapes"), None);
     let s = send(&scimitar, "GET", "/scim/v2/ServiceProviderConfig", Body::None, "");
