@@ -136,8 +136,16 @@ pub async fn respond(session: &mut Session, ctx: &mut Ctx, err: &ScimError) -> R
     send(session, header, Some(body)).await
 }
 
+/// nginx's lingering close, with its defaults: after answering a request whose body is still
+/// arriving (a 413 before the body, a 401, a 429…), read and drop the rest for at most
+/// `LINGER_TOTAL`, giving up after `LINGER_READ` without a byte. Closing at once with unread
+/// bytes in the socket makes the kernel send a reset, and a client still sending its body (over
+/// TLS almost always, and HTTP/2 streams likewise) then sees the reset instead of the answer.
+const LINGER_TOTAL: std::time::Duration = std::time::Duration::from_secs(30);
+const LINGER_READ: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Writes an answer the proxy made. The connection stays open only when no unread request
-/// body could be left on it.
+/// body could be left on it; an unread body is drained (bounded) after the answer is out.
 async fn send(session: &mut Session, header: ResponseHeader, body: Option<Bytes>) -> Result<()> {
     let has_body = session.req_header().headers.contains_key("content-length")
         || session.req_header().headers.contains_key("transfer-encoding");
@@ -145,10 +153,15 @@ async fn send(session: &mut Session, header: ResponseHeader, body: Option<Bytes>
         session.set_keepalive(None);
     }
     session.write_response_header(Box::new(header), body.is_none()).await?;
-    match body {
-        Some(b) => session.write_response_body(Some(b), true).await,
-        None => Ok(()),
+    if let Some(b) = body {
+        session.write_response_body(Some(b), true).await?;
     }
+    if has_body && !session.is_body_done() {
+        session.set_read_timeout(Some(LINGER_READ));
+        // The answer is out; whatever the client does now only decides when we close.
+        let _ = tokio::time::timeout(LINGER_TOTAL, session.drain_request_body()).await;
+    }
+    Ok(())
 }
 
 impl Runtime {
