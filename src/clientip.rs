@@ -55,6 +55,18 @@ pub fn real_client_ip(peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
     client_ip(peer, values, &cfg.trusted)
 }
 
+/// Whether the `X-Forwarded-For` chain a request came with is passed on (with the peer
+/// appended). Without `trusted_proxies` it always is (a proxy that was told of no load balancer
+/// cannot tell); with them, only from a trusted peer: anything else is the client's own writing,
+/// and an upstream reading the leftmost entry would believe it.
+pub fn keeps_chain_from(peer: IpAddr) -> bool {
+    if !ACTIVE.load(Ordering::Acquire) {
+        return true;
+    }
+    let cfg = REAL_IP.load();
+    cfg.trusted.is_empty() || trusted(peer, &cfg.trusted)
+}
+
 /// An IPv4 or IPv6 network, `10.0.0.0/8` or `2001:db8::/32` (a bare address is one host).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {

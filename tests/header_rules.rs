@@ -104,6 +104,11 @@ fn request_rules_decide_what_reaches_the_upstream() {
     assert_eq!(r.status, 200);
     let up = one_since(&rec, before);
     assert_eq!(up.header_values("x-real-ip"), ["127.0.0.2"]);
+    assert_eq!(
+        up.header_values("x-forwarded-for"),
+        ["127.0.0.2"],
+        "with trusted_proxies set, an untrusted peer's chain is dropped, not passed on"
+    );
     assert!(
         up.header_values("x-key-echo").is_empty(),
         "an absent header adds nothing"

@@ -532,7 +532,11 @@ impl ProxyHttp for Scimitar {
         }
         let mut add = Additions::default();
         if let Some(ip) = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()) {
-            let prev = up.headers.get(&headers::X_FORWARDED_FOR).map(|v| v.as_bytes());
+            let prev = up
+                .headers
+                .get(&headers::X_FORWARDED_FOR)
+                .map(|v| v.as_bytes())
+                .filter(|_| crate::clientip::keeps_chain_from(ip));
             add.set(headers::X_FORWARDED_FOR, policy::forwarded_for(prev, ip)?);
         }
         let tls = is_tls(session);
