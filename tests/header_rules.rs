@@ -96,7 +96,11 @@ fn request_rules_decide_what_reaches_the_upstream() {
         "scim.example.com",
         "GET",
         "/acme/scim/v2/Users",
-        &[("X-Forwarded-For", "198.51.100.7")],
+        &[
+            ("X-Forwarded-For", "198.51.100.7"),
+            ("X_Forwarded_For", "6.6.6.6"),
+            ("x_request_id", "forged"),
+        ],
         None,
         true,
     )
@@ -109,6 +113,10 @@ fn request_rules_decide_what_reaches_the_upstream() {
         ["127.0.0.2"],
         "with trusted_proxies set, an untrusted peer's chain is dropped, not passed on"
     );
+    // Underscore spellings of headers the proxy writes: WSGI/Rack/PHP read them as ours.
+    for alias in ["x_forwarded_for", "x_request_id"] {
+        assert!(up.header_values(alias).is_empty(), "{alias} reached the upstream");
+    }
     assert!(
         up.header_values("x-key-echo").is_empty(),
         "an absent header adds nothing"

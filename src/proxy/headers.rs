@@ -22,6 +22,8 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+/// The request headers the proxy writes itself on every forwarded request.
+pub const PROXY_WRITTEN: [HeaderName; 4] = [X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST, X_REQUEST_ID];
 
 /// Up to eight headers to set, collected on the stack (a request sets at most six today:
 /// X-Forwarded-For/-Proto/-Host, X-Request-Id, Host, the client certificate).

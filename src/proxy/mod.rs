@@ -562,6 +562,20 @@ impl ProxyHttp for Scimitar {
                 up.remove_header(h);
             }
         }
+        // A client's underscore spelling of a header the proxy writes (`X_Forwarded_For`) would
+        // reach CGI-style upstreams (WSGI, Rack, PHP) as that header, beside or instead of ours
+        // (nginx drops every underscore header by default). Only requests with such a name pay.
+        if up.headers.keys().any(|k| k.as_str().contains('_')) {
+            let aliases: Vec<http::HeaderName> = up
+                .headers
+                .keys()
+                .filter(|k| policy::underscore_alias(k.as_str(), &headers::PROXY_WRITTEN))
+                .cloned()
+                .collect();
+            for h in &aliases {
+                up.remove_header(h);
+            }
+        }
         if tls {
             if let Some(info) = conn_info(session) {
                 if let (Some(h), Some(c)) = (&info.forward, &info.client) {
