@@ -548,28 +548,21 @@ impl ProxyHttp for Scimitar {
         if let Some(host) = &client_host {
             add.set(headers::X_FORWARDED_HOST, host.clone());
         }
-        if !rt.client_cert_headers.is_empty() {
-            for h in &rt.client_cert_headers {
-                up.remove_header(h);
-            }
-            let aliases: Vec<http::HeaderName> = up
-                .headers
-                .keys()
-                .filter(|k| policy::underscore_alias(k.as_str(), &rt.client_cert_headers))
-                .cloned()
-                .collect();
-            for h in &aliases {
-                up.remove_header(h);
-            }
+        for h in &rt.client_cert_headers {
+            up.remove_header(h);
         }
-        // A client's underscore spelling of a header the proxy writes (`X_Forwarded_For`) would
-        // reach CGI-style upstreams (WSGI, Rack, PHP) as that header, beside or instead of ours
-        // (nginx drops every underscore header by default). Only requests with such a name pay.
+        // A client's underscore spelling of the certificate header or of a header the proxy
+        // writes (`X_Client_Cert`, `X_Forwarded_For`) would reach CGI-style upstreams (WSGI,
+        // Rack, PHP) as that header, beside or instead of ours (nginx drops every underscore
+        // header by default). Only requests with such a name pay for the sweep.
         if up.headers.keys().any(|k| k.as_str().contains('_')) {
             let aliases: Vec<http::HeaderName> = up
                 .headers
                 .keys()
-                .filter(|k| policy::underscore_alias(k.as_str(), &headers::PROXY_WRITTEN))
+                .filter(|k| {
+                    policy::underscore_alias(k.as_str(), &headers::PROXY_WRITTEN)
+                        || policy::underscore_alias(k.as_str(), &rt.client_cert_headers)
+                })
                 .cloned()
                 .collect();
             for h in &aliases {
